@@ -1,0 +1,495 @@
+"""Generated from train_model.ipynb: edit the notebook, not this file.
+
+Re-run the notebook, or `python nbexport.py train_model.ipynb`, to regenerate it;
+tests/test_nbexport.py fails when this file and the notebook disagree.
+"""
+
+import math
+import os
+import tempfile
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from bpe_tokenizer import BPETokenizer
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """cuda, then mps (Apple Silicon), then cpu for "auto"; any torch device string otherwise."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_precision(device: torch.device) -> torch.dtype:
+    """The autocast dtype: bf16 where the hardware has it, fp16 on older GPUs, fp32 on CPU.
+
+    fp16 keeps 10 mantissa bits but only a narrow exponent range, so small gradients underflow to
+    zero: fp16 training needs a gradient scaler (`make_scaler`). bf16 has fp32's range and needs
+    none. CPU autocast to bf16 exists but is slower than fp32 on most CPUs, so the CPU gets fp32.
+    """
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        macos_14 = getattr(torch.backends.mps, "is_macos_or_newer", lambda *_: False)(14, 0)
+        return torch.bfloat16 if macos_14 else torch.float16
+    return torch.float32
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision for the forward pass; a no-op in fp32."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def make_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
+    """A gradient scaler that is active only for fp16 (it multiplies the loss before backward
+    so small gradients survive, and divides them again before the optimizer step)."""
+    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+
+
+def get_batch(ids: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator):
+    """`batch_size` random windows of `seq_len` tokens from a 1-D token stream, on the CPU."""
+    if len(ids) < seq_len:
+        raise ValueError(
+            f"the text has {len(ids)} tokens but one training sequence needs seq_len = {seq_len}: "
+            "use a longer text, or lower SEQ_LEN"
+        )
+    starts = torch.randint(len(ids) - seq_len + 1, (batch_size,), generator=generator)  # (B,)
+    return torch.stack([ids[s : s + seq_len] for s in starts.tolist()])  # (B, L) long
+
+
+def alpha(t: torch.Tensor) -> torch.Tensor:
+    """The linear schedule alpha_t = 1 - t: the probability that a token is still clean at t."""
+    return 1 - t
+
+
+def alpha_prime(t: torch.Tensor) -> torch.Tensor:
+    """d alpha_t / dt for the linear schedule. Change both functions together."""
+    return -torch.ones_like(t)
+
+
+def sample_times(batch_size: int, generator: torch.Generator, eps: float = 1e-3) -> torch.Tensor:
+    """Antithetic (stratified) times: one uniform offset u, then t_i = (u + i / B) mod 1.
+
+    Every batch covers [0, 1) evenly instead of clumping, which lowers the variance of the loss
+    estimate at no cost. t is kept above eps because the loss weight 1/t blows up at 0.
+    """
+    u = torch.rand((), generator=generator)
+    t = (u + torch.arange(batch_size) / batch_size) % 1  # (B,) evenly spread over [0, 1)
+    return eps + (1 - eps) * t  # (B,) in [eps, 1)
+
+
+def mask_tokens(x0: torch.Tensor, t: torch.Tensor, mask_id: int, generator: torch.Generator):
+    """Draw z_t ~ q(z_t | x0): each token independently becomes mask_id with prob. 1 - alpha_t.
+
+    x0 (B, L) long, t (B,) -> z_t (B, L) long and is_masked (B, L) bool, on x0's device. The
+    uniforms come from a CPU generator so a resumed run draws exactly the same masks.
+    """
+    u = torch.rand(x0.shape, generator=generator).to(x0.device)  # (B, L) uniform
+    is_masked = u < (1 - alpha(t.to(x0.device)))[:, None]  # (B, L) bool
+    return torch.where(is_masked, mask_id, x0), is_masked
+
+
+def mdlm_loss(logits, x0, is_masked, t):
+    """The continuous-time NELBO in nats per token, averaged over the batch.
+
+    logits (B, L, V) are the denoiser's outputs on z_t, x0 (B, L) the clean tokens, is_masked
+    (B, L) where z_t is the mask, t (B,). Unmasked positions add nothing: SUBS carries them
+    over, so the model's probability of the right token there is 1 and its log is 0.
+    """
+    B, L, V = logits.shape
+    nll = F.cross_entropy(logits.float().reshape(-1, V), x0.reshape(-1), reduction="none")
+    masked_nll = (nll.view(B, L) * is_masked).sum(dim=1)  # (B,) summed over masked positions
+    weight = -alpha_prime(t) / (1 - alpha(t))  # (B,) = 1/t for the linear schedule
+    return (weight * masked_nll).mean() / L  # divide by L, never by the number of masked tokens
+
+
+def ar_loss(logits, x0):
+    """The autoregressive twin's loss: position l predicts token l + 1 (GPT's cross-entropy)."""
+    V = logits.size(-1)
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, V), x0[:, 1:].reshape(-1))
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild the network; it is saved in every checkpoint."""
+
+    vocab_size: int  # V, special tokens included
+    mask_id: int  # the absorbing state m; the network never predicts it (SUBS)
+    seq_len: int = 256  # L, the longest sequence (it sizes the RoPE tables)
+    n_layer: int = 6
+    n_head: int = 6
+    d_model: int = 384
+    time_conditioning: bool = True  # adaLN on t; False makes the network ignore t
+    causal: bool = False  # True for the autoregressive twin: attention looks left only
+    dropout: float = 0.0
+    rope_base: float = 10_000.0
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight, computed in fp32 for stability."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(dim=-1, keepdim=True) + self.eps)
+        return normed.type_as(x) * self.weight
+
+
+def rope_tables(seq_len: int, head_dim: int, base: float = 10_000.0):
+    """cos and sin of the angle l * theta_i for every position l and channel pair i."""
+    theta = base ** (-torch.arange(0, head_dim, 2).float() / head_dim)  # (hd/2,)
+    angles = torch.arange(seq_len).float()[:, None] * theta[None, :]  # (L, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x, cos, sin):
+    """Rotate channel pairs (x_i, x_{i + hd/2}) by their angle. x (B, nh, L, hd), cos/sin (L, hd/2).
+
+    The pairs are the two halves of the head (GPT-NeoX's layout), not neighbours: the same
+    rotation, laid out so that both halves are contiguous slices.
+    """
+    x1, x2 = x.float().chunk(2, dim=-1)  # 2 x (B, nh, L, hd/2)
+    rotated = torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)  # (B, nh, L, hd)
+    return rotated.type_as(x)
+
+
+class SwiGLU(nn.Module):
+    """W2(silu(x W1) * x W3): a gated MLP with hidden width 8/3 D, rounded up to 64."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        hidden = 64 * math.ceil(8 * dim / 3 / 64)
+        self.w1 = nn.Linear(dim, hidden, bias=False)
+        self.w3 = nn.Linear(dim, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x):
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head attention over the whole sequence (bidirectional), or causal for the AR twin."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.n_head, self.causal, self.dropout = config.n_head, config.causal, config.dropout
+        self.qkv = nn.Linear(config.d_model, 3 * config.d_model, bias=False)
+        self.proj = nn.Linear(config.d_model, config.d_model, bias=False)
+
+    def forward(self, x, cos, sin):
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).split(D, dim=2)  # 3 x (B, L, D)
+        q, k, v = (y.view(B, L, self.n_head, D // self.n_head).transpose(1, 2) for y in (q, k, v))
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, nh, L, hd)
+        y = F.scaled_dot_product_attention(  # flash or memory-efficient kernels where available
+            q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
+        )  # (B, nh, L, hd)
+        return self.proj(y.transpose(1, 2).reshape(B, L, D))
+
+
+class Block(nn.Module):
+    """Communication (attention) then computation (MLP), each modulated by t when conditioned."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(config.d_model), RMSNorm(config.d_model)
+        self.attn, self.mlp = SelfAttention(config), SwiGLU(config.d_model)
+        self.modulation = None
+        if config.time_conditioning:  # adaLN-Zero: shift, scale, gate for both sub-layers
+            self.modulation = nn.Linear(config.d_model, 6 * config.d_model)
+            nn.init.zeros_(self.modulation.weight)
+            nn.init.zeros_(self.modulation.bias)
+
+    def forward(self, x, cond, cos, sin):
+        if self.modulation is None:  # a plain pre-norm transformer block
+            x = x + self.attn(self.norm1(x), cos, sin)
+            return x + self.mlp(self.norm2(x))
+        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond)[:, None].chunk(6, -1)
+        x = x + gate1 * self.attn(self.norm1(x) * (1 + scale1) + shift1, cos, sin)  # (B, L, D)
+        return x + gate2 * self.mlp(self.norm2(x) * (1 + scale2) + shift2)
+
+
+def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
+    """Sinusoidal features of t in [0, 1], scaled by 1000 as DDPM scales its step numbers.
+
+    t (B,) -> (B, dim): cos and sin of 1000 t at frequencies from 1 down to 1 / max_period.
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    angles = 1000 * t.float()[:, None] * freqs[None, :]  # (B, dim/2)
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)  # (B, dim)
+
+
+class Transformer(nn.Module):
+    """The denoiser x_theta(z_t, t) for MDLM; with config.causal, the autoregressive twin."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        D = config.d_model
+        self.embed = nn.Embedding(config.vocab_size, D)
+        self.time_mlp = None
+        if config.time_conditioning:
+            self.time_mlp = nn.Sequential(nn.Linear(256, D), nn.SiLU(), nn.Linear(D, D))
+        self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
+        self.norm_out = RMSNorm(D)
+        self.out_modulation = None
+        if config.time_conditioning:  # shift and scale before the output layer, zero-initialised
+            self.out_modulation = nn.Linear(D, 2 * D)
+        cos, sin = rope_tables(config.seq_len, D // config.n_head, config.rope_base)
+        self.register_buffer("rope_cos", cos, persistent=False)  # rebuilt, never saved
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self._init_weights()
+
+    def _init_weights(self):
+        """GPT-2's recipe: N(0, 0.02), residual outputs scaled by 1/sqrt(2 n_layer); adaLN at 0."""
+        for name, param in self.named_parameters():
+            if "modulation" in name or name.endswith(".bias") or param.dim() < 2:
+                if "modulation" in name:
+                    nn.init.zeros_(param)
+                continue
+            std = 0.02
+            if name.endswith(("attn.proj.weight", "mlp.w2.weight")):
+                std = 0.02 / math.sqrt(2 * self.config.n_layer)
+            nn.init.normal_(param, mean=0.0, std=std)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, idx, t=None):
+        """idx (B, L) token ids (z_t, with mask_id where masked), t (B,) -> logits (B, L, V)."""
+        B, L = idx.shape
+        if L > self.config.seq_len:
+            raise ValueError(
+                f"sequence of {L} tokens, but this model was built for {self.config.seq_len}"
+            )
+        x = self.embed(idx)  # (B, L, D)
+        cond = None
+        if self.time_mlp is not None:
+            if t is None:
+                raise ValueError("this model is time-conditioned: pass t, shape (B,)")
+            cond = F.silu(self.time_mlp(timestep_embedding(t, 256)))  # (B, D)
+        cos, sin = self.rope_cos[:L], self.rope_sin[:L]  # (L, hd/2)
+        for block in self.blocks:
+            x = block(x, cond, cos, sin)  # (B, L, D)
+        x = self.norm_out(x)
+        if cond is not None:
+            shift, scale = self.out_modulation(cond)[:, None].chunk(2, dim=-1)  # 2 x (B, 1, D)
+            x = x * (1 + scale) + shift
+        logits = F.linear(x, self.embed.weight)  # (B, L, V): the output layer is the embedding
+        mask_column = torch.tensor([self.config.mask_id], device=idx.device)
+        return logits.index_fill(-1, mask_column, float("-inf"))  # SUBS: never predict the mask
+
+
+CHECKPOINT_FORMAT = "mdlm-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint is missing, corrupt, foreign, or does not fit the current run."""
+
+
+def save_checkpoint(
+    path,
+    *,
+    model,
+    tokenizer,
+    step=0,
+    optimizer=None,
+    scaler=None,
+    generator=None,
+    metrics=None,
+    settings=None,
+    corpus_sha256="",
+):
+    """Write everything needed to sample from or resume a run, atomically."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile wraps the model; save the inside
+    checkpoint = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "code_sha256": SOURCE_SHA256,  # which version of this notebook's code made it
+        "model_config": asdict(model.config),
+        "model": model.state_dict(),
+        "tokenizer": tokenizer.to_json(),
+        "step": step,
+        "optimizer": optimizer.state_dict() if optimizer else None,
+        "scaler": scaler.state_dict() if scaler else None,
+        "rng": {
+            "generator": generator.get_state() if generator else None,
+            "torch": torch.get_rng_state(),
+        },
+        "metrics": metrics or {},
+        "settings": settings or {},
+        "corpus_sha256": corpus_sha256,
+    }
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(checkpoint, temporary)
+        os.replace(temporary, path)  # atomic: readers see the old file or the new, never half
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
+def load_checkpoint(path, map_location="cpu") -> dict:
+    """Read a checkpoint written by save_checkpoint, with clear errors for anything else."""
+    if not os.path.exists(path):
+        raise CheckpointError(
+            f"no checkpoint at {path}. Train one with train_model.ipynb (RUN_MODE='smoke' takes "
+            "a minute), or pass the path of an existing ckpt.pt"
+        )
+    try:
+        checkpoint = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({error}); it may be "
+            "truncated or not a PyTorch file: train again or pick another"
+        ) from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} was not written by train_model.ipynb's save_checkpoint")
+    if checkpoint.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"{path} has checkpoint version {checkpoint.get('version')}, "
+            f"this code reads version {CHECKPOINT_VERSION}"
+        )
+    if checkpoint.get("code_sha256") != SOURCE_SHA256:
+        warnings.warn(
+            f"{path} was made by another version of the model code (the #| export "
+            "cells of train_model.ipynb differ); loading it anyway",
+            stacklevel=2,
+        )
+    return checkpoint
+
+
+def build_model(checkpoint: dict, device="cpu") -> "Transformer":
+    """Rebuild the network from a checkpoint's own config and load its weights."""
+    known = {f.name for f in fields(ModelConfig)}
+    config = ModelConfig(**{k: v for k, v in checkpoint["model_config"].items() if k in known})
+    model = Transformer(config)
+    state = {k.removeprefix("_orig_mod."): v for k, v in checkpoint["model"].items()}
+    try:
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as error:
+        raise CheckpointError(f"the weights do not fit ModelConfig {config}: {error}") from error
+    return model.to(device)
+
+
+def load_model(path, device="cpu"):
+    """(model in eval mode, tokenizer, checkpoint dict) from a checkpoint file."""
+    checkpoint = load_checkpoint(path)
+    tokenizer = BPETokenizer.from_json(checkpoint["tokenizer"])
+    return build_model(checkpoint, device).eval(), tokenizer, checkpoint
+
+
+def check_resumable(checkpoint: dict, config: ModelConfig, tokenizer) -> None:
+    """Refuse to resume into a different model or tokenizer, naming what differs."""
+    saved = checkpoint["model_config"]
+    differ = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
+    if differ:
+        raise CheckpointError(
+            f"the checkpoint's model differs from this run's: {differ} "
+            "(checkpoint, now). Use the same settings, or a new OUT_DIR"
+        )
+    if checkpoint["tokenizer"] != tokenizer.to_json():
+        raise CheckpointError(
+            "the checkpoint was trained with another tokenizer (other text or "
+            "VOCAB_SIZE): use the same DATA and VOCAB_SIZE, or a new OUT_DIR"
+        )
+
+
+@torch.no_grad()
+def estimate_loss(
+    model,
+    ids,
+    *,
+    seq_len,
+    num_windows,
+    num_times=8,
+    batch_size=32,
+    seed=0,
+    device="cpu",
+    dtype=torch.float32,
+):
+    """Held-out loss in nats per token: the MDLM NELBO on a fixed t-grid, or the AR NLL.
+
+    The windows are num_windows evenly spaced, non-overlapping stretches of `ids`.
+    """
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    num_windows = max(1, min(num_windows, len(ids) // seq_len))
+    starts = torch.linspace(0, len(ids) - seq_len, num_windows).long().tolist()
+    windows = torch.stack([ids[s : s + seq_len] for s in starts])  # (W, L)
+    grid = (torch.arange(num_times) + 0.5) / num_times  # (K,) midpoints of K equal bins
+    total = 0.0
+    for batch in windows.split(batch_size):
+        x0 = batch.to(device)  # (b, L)
+        if model.config.causal:
+            with autocast(torch.device(device), dtype):
+                total += ar_loss(model(x0), x0).item() * len(batch)
+            continue
+        for t_value in grid.tolist():
+            t = torch.full((len(batch),), t_value, device=device)  # (b,)
+            z_t, is_masked = mask_tokens(x0, t, model.config.mask_id, generator)
+            with autocast(torch.device(device), dtype):
+                logits = model(z_t, t)
+            total += mdlm_loss(logits, x0, is_masked, t).item() * len(batch) / num_times
+    model.train()
+    return total / len(windows)
+
+
+def loss_on_batch(model, x0, generator):
+    """The training loss on clean windows x0 (B, L): mask them at antithetic times for MDLM."""
+    if model.config.causal:
+        return ar_loss(model(x0), x0)
+    t = sample_times(len(x0), generator).to(x0.device)  # (B,)
+    z_t, is_masked = mask_tokens(x0, t, model.config.mask_id, generator)
+    return mdlm_loss(model(z_t, t), x0, is_masked, t)
+
+
+def learning_rate(step: int, max_steps: int, peak: float, warmup: int) -> float:
+    """Linear warmup to `peak`, then cosine decay to peak / 10 at max_steps."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+@contextmanager
+def out_of_memory_advice():
+    """Turn an out-of-memory error into one that says which setting to lower."""
+    try:
+        yield
+    except torch.OutOfMemoryError as error:
+        raise RuntimeError(
+            "the GPU ran out of memory: lower BATCH_SIZE (raise GRAD_ACCUM to keep the same "
+            "effective batch), SEQ_LEN, or the model size (D_MODEL, N_LAYER)"
+        ) from error
+
+
+def check_finite(loss: float, step: int, last_checkpoint) -> None:
+    """Stop on a NaN or infinite loss instead of training on garbage."""
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"the loss became {loss} at step {step}. The last good checkpoint is kept at "
+            f"{last_checkpoint}. Lower LEARNING_RATE, or check the data; fp16 without a "
+            "gradient scaler also does this"
+        )
+
+
+SOURCE_SHA256 = "e93abce45a64368c4fc725484200f6effb38a7d7c1a1b9818d5421926c297025"
