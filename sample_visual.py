@@ -1,0 +1,467 @@
+"""
+Watch a masked diffusion language model write: text emerges from a sequence of masks.
+
+    python sample_visual.py                                   # the newest checkpoint
+    python sample_visual.py --sampler confidence --steps 64 --prompt "ROMEO:"
+    python sample_visual.py --headless --out docs/img/unmasking.gif       # no display needed
+
+The sampler (mdlm_sampling.sample) runs first and records every step; the window then plays
+that trajectory back, so you can pause, step and scrub through it. A frame shows the text with
+every masked position as a grey block, all of one size (the model does not know how long a
+token is until it picks one, so the text reflows as tokens appear); each revealed token in the
+colour of the probability the model gave it when it was chosen, outlined for a few frames after
+it appears; the prompt, kept fixed, in blue; a status bar; and a timeline to click or drag, with
+a tick for every frame that revealed tokens, as tall as the number it revealed.
+
+Keys: space pause/play, left/right step, up/down or +/- speed, R new seed, T next temperature,
+1-9 steps = 4, 8, ..., 1024, S screenshot PNG, G trajectory GIF, Esc or Q quit.
+
+Left out, on purpose: sampling in a background thread (the window waits while a new trajectory
+is sampled, seconds for a big model on a CPU), scrolling (lines that do not fit are not drawn),
+wide (CJK) and right-to-left scripts, and an outline for a token that is only a newline or half
+a character (it has nothing to draw).
+"""
+
+import argparse
+import codecs
+import math
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from mdlm_model import CheckpointError, load_model, pick_device
+from mdlm_sampling import METHODS, make_fixed, newest_checkpoint, sample, windows
+
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame prints a banner on import
+import pygame
+
+BACKGROUND, PANEL, MASK = (22, 24, 31), (34, 37, 47), (64, 71, 89)
+TEXT, DIM, PROMPT, HIGHLIGHT = (220, 223, 228), (128, 134, 150), (110, 160, 255), (250, 250, 210)
+UNSURE, HALF_SURE, SURE = (226, 96, 110), (232, 184, 92), (118, 214, 160)  # p = 0, 1/2, 1
+HIGHLIGHT_FRAMES = 4  # a new token stays outlined for this many frames
+TEMPERATURES = (0.6, 0.8, 1.0, 1.2)  # T cycles through these
+MAX_GIF_FRAMES = 256  # longer trajectories are thinned evenly, keeping the first and last frame
+HELP = "space pause  left/right step  up/down speed  R seed  T temperature  1-9 steps 4..1024  "
+HELP += "S png  G gif  Q quit"
+
+
+@dataclass
+class Settings:
+    """What to sample: the command line's knobs, which keys change while the window runs."""
+
+    sampler: str = "ancestral"
+    steps: int = 128
+    temperature: float = 1.0
+    top_p: float | None = None
+    length: int | None = None  # None: the model's seq_len
+    prompt: str = ""
+    remask: float = 0.0  # the confidence sampler's corrector: a share of tokens masked again
+    seed: int = 0
+    num_samples: int = 1
+
+    def describe(self) -> str:
+        top_p = f"  top-p {self.top_p:g}" if self.top_p else ""
+        remask = f"  remask {self.remask:g}" if self.remask else ""
+        return f"{self.sampler}  T {self.temperature:g}{top_p}{remask}  seed {self.seed}"
+
+
+@dataclass
+class Trajectory:
+    """Every recorded step of one sampling run, stacked: F frames of B sequences of L tokens."""
+
+    tokens: torch.Tensor  # (F, B, L) long
+    confidence: torch.Tensor  # (F, B, L) p(token) when it was chosen; NaN masked, 1 given
+    steps: list[int]  # the sampler's step count at each frame
+    times: list[float]  # t at each frame: 1 all masked, 0 done
+    num_steps: int  # steps planned; the sampler stops early once nothing is masked
+    mask_id: int
+    masked: torch.Tensor = field(init=False)  # (F, B, L) bool
+
+    def __post_init__(self):
+        self.masked = self.tokens == self.mask_id
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+def sample_trajectory(model, tokenizer, settings: Settings, device) -> Trajectory:
+    """Run the sampler once, recording every step."""
+    length = settings.length or model.config.seq_len
+    fixed = make_fixed(tokenizer, length, prefix=settings.prompt) if settings.prompt else None
+    result = sample(
+        model,
+        num_samples=settings.num_samples,
+        length=length,
+        steps=settings.steps,
+        method=settings.sampler,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        fixed=fixed,
+        remask=settings.remask,
+        seed=settings.seed,
+        record_trace=True,
+        device=device,
+    )
+    # text longer than seq_len is made window after window, each with its own `steps` steps
+    seq_len = model.config.seq_len
+    num_steps = settings.steps * len(windows(length, seq_len, seq_len // 2))
+    frames = result.trace  # mdlm_sampling.Frame: step, t, tokens (B, L), confidence (B, L)
+    tokens = torch.stack([frame.tokens for frame in frames])  # (F, B, L)
+    confidence = torch.stack([frame.confidence.float() for frame in frames])  # (F, B, L)
+    steps, times = [frame.step for frame in frames], [frame.t for frame in frames]
+    return Trajectory(tokens, confidence, steps, times, num_steps, tokenizer.mask_id)
+
+
+def token_texts(tokenizer, ids: list[int]) -> list[str | None]:
+    """The text of each position, None where masked.
+
+    A token can hold part of a UTF-8 character (BPE may split the two bytes of "é"), so all the
+    bytes go through one incremental decoder: a character shows on the token that completes it,
+    and a character cut short by a mask shows as "�" on the token before the mask.
+    """
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    texts = []
+    for idx in ids + [tokenizer.mask_id]:  # a mask at the end flushes the last character
+        if idx == tokenizer.mask_id:
+            if texts and (tail := decoder.decode(b"", final=True)):
+                texts[-1] += tail
+            texts.append(None)
+        else:
+            texts.append(decoder.decode(tokenizer.token_bytes(idx)).replace("\t", "    "))
+    return texts[:-1]
+
+
+@dataclass
+class Cell:
+    """One piece of one position placed on the page: x in measure units, row in lines."""
+
+    position: int
+    x: int
+    row: int
+    text: str | None  # None: a mask block
+
+
+def layout(texts: list[str | None], width: int, measure=len, mask_width: int = 2) -> list[Cell]:
+    """Word-wrap positions into lines `width` wide; a newline inside a token starts a new line.
+
+    texts holds one string per position, None where masked; measure(text) is its width. A line
+    breaks between tokens, never inside one, and drops the space that starts a wrapped line.
+    Worked example, width 8, measure=len, mask_width=2:
+        ["The", " cat", None, " sat\\n", "on"] -> row 0: "The" at 0, " cat" at 3;
+        row 1: the mask at 0, " sat" at 2; row 2: "on" at 0.
+    """
+    cells, x, row = [], 0, 0
+    for position, text in enumerate(texts):
+        for k, part in enumerate([None] if text is None else text.split("\n")):
+            if k > 0:  # the token held a newline
+                x, row = 0, row + 1
+            size = mask_width if part is None else measure(part)
+            if x > 0 and x + size > width:  # no room left on this line
+                x, row = 0, row + 1
+                if part is not None:
+                    part = part.lstrip(" ")
+                    size = measure(part)
+            if part != "":
+                cells.append(Cell(position, x, row, part))
+                x += size
+    return cells
+
+
+def blend(a, b, w: float) -> tuple[int, int, int]:
+    """The colour a fraction w of the way from a to b."""
+    return tuple(round(x + w * (y - x)) for x, y in zip(a, b))
+
+
+def confidence_colour(p: float) -> tuple[int, int, int]:
+    """Red for an unlikely choice, amber at 1/2, green for a sure one; blue for NaN (no choice)."""
+    if math.isnan(p):
+        return PROMPT
+    return blend(UNSURE, HALF_SURE, 2 * p) if p < 0.5 else blend(HALF_SURE, SURE, 2 * p - 1)
+
+
+class Renderer:
+    """Draws one frame of a trajectory onto a pygame Surface: status, text, legend, timeline."""
+
+    margin = 20
+
+    def __init__(self, tokenizer, font_size: int = 20):
+        self.tokenizer = tokenizer
+        self.font = pygame.font.SysFont("monospace", font_size)
+        self.small = pygame.font.SysFont("monospace", round(font_size * 0.7))
+        self.line_height = self.font.get_linesize()
+        self.mask_width = self.font.size("MM")[0]
+
+    def measure(self, text: str) -> int:
+        return self.font.size(text)[0]
+
+    def timeline_rect(self, size) -> pygame.Rect:
+        """Where the timeline sits in a window of this size (the viewer hit-tests clicks on it)."""
+        width, height = size
+        top = height - self.margin - self.small.get_linesize() - 34
+        return pygame.Rect(self.margin, top, width - 2 * self.margin, 26)
+
+    def draw(self, surface, trajectory: Trajectory, index: int, knobs: str, help_line=""):
+        """Frame `index` of the trajectory; knobs names the sampler's settings in the status bar."""
+        surface.fill(BACKGROUND)
+        timeline = self.timeline_rect(surface.get_size())
+        legend_y = timeline.top - self.small.get_linesize() - 10
+        self.draw_text(surface, trajectory, index, bottom=legend_y - 8)
+        self.draw_status(surface, trajectory, index, knobs)
+        self.draw_legend(surface, legend_y)
+        self.draw_timeline(surface, trajectory, index, timeline)
+        surface.blit(self.small.render(help_line, True, DIM), (self.margin, timeline.bottom + 8))
+
+    def draw_status(self, surface, trajectory, index, knobs):
+        masked, total = int(trajectory.masked[index].sum()), trajectory.masked[index].numel()
+        status = f"step {trajectory.steps[index]}/{trajectory.num_steps}   "
+        status += f"t = {trajectory.times[index]:.3f}   masked {masked}/{total}"
+        pygame.draw.rect(surface, PANEL, (0, 0, surface.get_width(), 2 * self.margin + 4))
+        text = self.font.render(status, True, TEXT)
+        surface.blit(text, (self.margin, self.margin // 2 + 2))
+        self.label(surface, knobs, 2 * self.margin + text.get_width(), self.margin // 2 + 6)
+
+    def draw_text(self, surface, trajectory, index, bottom):
+        """The sequences, one below the other; lines that do not fit above `bottom` are left out."""
+        age = frames_since_reveal(trajectory.masked, index, HIGHLIGHT_FRAMES)  # (B, L)
+        prompt = ~trajectory.masked[0]  # (B, L) given before the first step
+        top, width = 3 * self.margin + 4, surface.get_width() - 2 * self.margin
+        for b, ids in enumerate(trajectory.tokens[index].tolist()):
+            texts = token_texts(self.tokenizer, ids)
+            cells = layout(texts, width, self.measure, self.mask_width)
+            for cell in cells:
+                x, y = self.margin + cell.x, top + cell.row * self.line_height
+                if y + self.line_height > bottom:
+                    break
+                size = self.mask_width if cell.text is None else self.measure(cell.text)
+                if age[b, cell.position] < HIGHLIGHT_FRAMES:  # a frame that fades away
+                    glow = 1 - age[b, cell.position].item() / HIGHLIGHT_FRAMES
+                    colour = blend(BACKGROUND, HIGHLIGHT, glow)
+                    pygame.draw.rect(surface, colour, (x - 1, y, size + 2, self.line_height), 2, 4)
+                if cell.text is None:
+                    block = (x + 2, y + 3, size - 4, self.line_height - 6)
+                    pygame.draw.rect(surface, MASK, block, border_radius=3)
+                    continue
+                p = trajectory.confidence[index, b, cell.position].item()
+                colour = PROMPT if prompt[b, cell.position] else confidence_colour(p)
+                surface.blit(self.font.render(cell.text, True, colour), (x, y))
+            top += (max((cell.row for cell in cells), default=0) + 2) * self.line_height
+
+    def draw_legend(self, surface, y):
+        """One line that says what the colours mean."""
+        height = self.small.get_linesize()
+        x = self.label(surface, "p(token) when chosen  0", self.margin, y)
+        for k in range(100):  # a gradient, one pixel per percent
+            colour = confidence_colour(k / 99)
+            pygame.draw.line(surface, colour, (x + k, y + 3), (x + k, y + height - 3))
+        x = self.label(surface, "1", x + 106, y)
+        for colour, text in [(MASK, "masked"), (HIGHLIGHT, "just revealed"), (PROMPT, "prompt")]:
+            swatch = (x + 24, y + 2, 2 * height, height - 4)
+            pygame.draw.rect(surface, colour, swatch, border_radius=3)
+            x = self.label(surface, text, x + 30 + 2 * height, y)
+
+    def label(self, surface, text, x, y) -> int:
+        """Small grey text at (x, y); returns where the next item starts."""
+        surface.blit(self.small.render(text, True, DIM), (x, y))
+        return x + self.small.size(text)[0] + 6
+
+    def draw_timeline(self, surface, trajectory, index, rect):
+        """A track filled up to the current frame, with a tick for each frame's reveals."""
+        pygame.draw.rect(surface, PANEL, rect, border_radius=6)
+        last = max(1, len(trajectory) - 1)
+        knob_x = rect.left + round(index / last * rect.width)
+        filled = pygame.Rect(rect.left, rect.top, knob_x - rect.left, rect.height)
+        pygame.draw.rect(surface, MASK, filled, border_radius=6)
+        masked = trajectory.masked
+        reveals = (masked[:-1] & ~masked[1:]).sum(dim=(1, 2)).tolist()  # new tokens in frame f+1
+        most = max([1, *reveals])
+        for frame, count in enumerate(reveals, start=1):
+            x, top = rect.left + round(frame / last * rect.width), rect.bottom - 3
+            if count:
+                pygame.draw.line(
+                    surface, DIM, (x, top), (x, top - count * (rect.height - 6) // most)
+                )
+        pygame.draw.rect(surface, TEXT, (knob_x - 3, rect.top - 4, 6, rect.height + 8), 0, 3)
+
+
+def frames_since_reveal(masked: torch.Tensor, index: int, horizon: int) -> torch.Tensor:
+    """(B, L) how many frames ago each position was revealed: 0 in frame `index` itself, and
+    `horizon` if longer ago or never. masked is (F, B, L) bool.
+
+    A sampler that remasks can hide a token again: the count starts from the latest reveal.
+    """
+    age = torch.full(masked.shape[1:], horizon)
+    for k in range(min(horizon, index), 0, -1):  # oldest first, so the newest reveal wins
+        age[masked[index - k] & ~masked[index]] = k - 1
+    return age
+
+
+def save_gif(renderer, trajectory, path, size, knobs, frame_ms=80, frames_dir=None):
+    """Render every frame (at most MAX_GIF_FRAMES) into an animated GIF, and PNGs if asked."""
+    count = min(len(trajectory), MAX_GIF_FRAMES)
+    indices = torch.linspace(0, len(trajectory) - 1, count).round().long().tolist()
+    surface, images = pygame.Surface(size), []
+    for index in indices:
+        renderer.draw(surface, trajectory, index, knobs)
+        if frames_dir:
+            pygame.image.save(surface, Path(frames_dir) / f"frame_{index:04d}.png")
+        image = Image.frombytes("RGB", size, pygame.image.tobytes(surface, "RGB"))
+        images.append(image.quantize(method=Image.Quantize.FASTOCTREE))  # 1 byte a pixel, not 3
+    durations = [frame_ms] * (len(images) - 1) + [2000]  # hold the finished text
+    images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    return indices
+
+
+class Viewer:
+    """The window: which frame is shown, play/pause, speed, and the keys that resample."""
+
+    def __init__(self, model, tokenizer, settings, trajectory, device, size, out_dir="."):
+        self.model, self.tokenizer, self.device = model, tokenizer, device
+        self.settings, self.trajectory, self.out_dir = settings, trajectory, Path(out_dir)
+        self.screen = pygame.display.set_mode(size, pygame.RESIZABLE)
+        pygame.display.set_caption("MDLM: text from masks")
+        self.renderer, self.clock = Renderer(tokenizer), pygame.time.Clock()
+        self.speed, self.running, self.scrubbing, self.message = 16, True, False, ""
+        self.position, self.paused = 0.0, False  # position: a fractional frame index
+
+    @property
+    def index(self) -> int:
+        return int(self.position)
+
+    def resample(self, **changes):
+        """Sample a new trajectory with some settings changed, and play it from the start."""
+        self.settings = replace(self.settings, **changes)
+        self.draw(message="sampling...")
+        self.trajectory = sample_trajectory(self.model, self.tokenizer, self.settings, self.device)
+        self.position, self.paused = 0.0, False
+
+    def handle_event(self, event):
+        timeline = self.renderer.timeline_rect(self.screen.get_size())
+        if event.type == pygame.QUIT:
+            self.running = False
+        elif event.type == pygame.KEYDOWN:
+            self.handle_key(event.key)
+        elif event.type == pygame.MOUSEBUTTONDOWN and timeline.collidepoint(event.pos):
+            self.scrubbing = True
+        elif event.type == pygame.MOUSEBUTTONUP:
+            self.scrubbing = False
+        if self.scrubbing and event.type in (pygame.MOUSEBUTTONDOWN, pygame.MOUSEMOTION):
+            fraction = (event.pos[0] - timeline.left) / timeline.width
+            self.position = round(min(max(fraction, 0), 1) * (len(self.trajectory) - 1))
+            self.paused = True
+
+    def handle_key(self, key):
+        last, self.message = len(self.trajectory) - 1, ""
+        if key in (pygame.K_ESCAPE, pygame.K_q):
+            self.running = False
+        elif key == pygame.K_SPACE:
+            if self.index == last:  # at the end, space plays it again
+                self.position, self.paused = 0.0, False
+            else:
+                self.paused = not self.paused
+        elif key in (pygame.K_LEFT, pygame.K_RIGHT):
+            step = 1 if key == pygame.K_RIGHT else -1
+            self.position, self.paused = min(max(self.index + step, 0), last), True
+        elif key in (pygame.K_UP, pygame.K_PLUS, pygame.K_EQUALS, pygame.K_KP_PLUS):
+            self.speed = min(self.speed * 2, 256)
+        elif key in (pygame.K_DOWN, pygame.K_MINUS, pygame.K_KP_MINUS):
+            self.speed = max(self.speed // 2, 1)
+        elif key == pygame.K_r:
+            self.resample(seed=self.settings.seed + 1)
+        elif key == pygame.K_t:
+            warmer = [x for x in TEMPERATURES if x > self.settings.temperature]
+            self.resample(temperature=(warmer or TEMPERATURES)[0])
+        elif pygame.K_1 <= key <= pygame.K_9:
+            self.resample(steps=2 ** (key - pygame.K_0 + 1))
+        elif key == pygame.K_s:
+            path = self.out_dir / f"mdlm_seed{self.settings.seed}_frame{self.index:04d}.png"
+            pygame.image.save(self.screen, path)
+            self.message = f"saved {path}"
+        elif key == pygame.K_g:
+            path = self.out_dir / f"mdlm_seed{self.settings.seed}.gif"
+            knobs = self.settings.describe()
+            self.draw(message="writing GIF...")
+            save_gif(self.renderer, self.trajectory, path, self.screen.get_size(), knobs)
+            self.message = f"saved {path}"
+
+    def update(self, seconds: float):
+        """Advance playback by `seconds` of wall time, holding at the last frame."""
+        if not self.paused and not self.scrubbing:
+            self.position = min(self.position + self.speed * seconds, len(self.trajectory) - 1)
+
+    def draw(self, message=""):
+        speed = f"{self.speed} frames/s ({self.clock.get_fps():.0f} fps)"
+        knobs, line = f"{self.settings.describe()}   {speed}", message or self.message or HELP
+        self.renderer.draw(self.screen, self.trajectory, self.index, knobs, line)
+        pygame.display.flip()
+
+    def run(self, fps_cap: int = 60):
+        while self.running:
+            for event in pygame.event.get():
+                self.handle_event(event)
+            self.update(self.clock.tick(fps_cap) / 1000)
+            self.draw()
+
+
+def window_size(text: str) -> tuple[int, int]:
+    """ "1000x700" -> (1000, 700); argparse turns the ValueError of a bad size into a message."""
+    width, height = map(int, text.lower().split("x"))
+    return width, height
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser.add_argument("--checkpoint", help="a ckpt.pt (default: the newest under checkpoints/)")
+    parser.add_argument("--sampler", default="ancestral", choices=METHODS)
+    parser.add_argument("--steps", type=int, default=128)
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=None)
+    parser.add_argument("--length", type=int, default=None, help="default: the model's seq_len")
+    parser.add_argument("--prompt", default="", help="text kept fixed at the start")
+    parser.add_argument("--remask", type=float, default=0.0, help="with --sampler confidence")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--size", type=window_size, default="1000x700", help="WIDTHxHEIGHT")
+    parser.add_argument("--headless", action="store_true", help="write a GIF, open no window")
+    parser.add_argument("--out", help="the GIF that --headless writes")
+    parser.add_argument("--frames-dir", help="with --headless, also save every frame as PNG")
+    args = parser.parse_args(argv)
+    if args.headless and not args.out:
+        parser.error("--headless needs --out FILE.gif")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.headless:
+        os.environ["SDL_VIDEODRIVER"] = "dummy"  # no display needed
+    settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})  # same names
+    device = pick_device(args.device)
+    try:
+        model, tokenizer, _ = load_model(args.checkpoint or newest_checkpoint(), device)
+        trajectory = sample_trajectory(model, tokenizer, settings, device)
+    except (CheckpointError, ValueError) as error:  # no checkpoint, or a setting sample() refuses
+        sys.exit(f"sample_visual.py: {error}")
+    pygame.display.init()
+    pygame.font.init()
+    if not args.headless:
+        Viewer(model, tokenizer, settings, trajectory, device, args.size).run()
+        return
+    if args.frames_dir:
+        os.makedirs(args.frames_dir, exist_ok=True)
+    renderer, knobs = Renderer(tokenizer), settings.describe()
+    indices = save_gif(renderer, trajectory, args.out, args.size, knobs, frames_dir=args.frames_dir)
+    masked = trajectory.masked.sum(dim=(1, 2)).tolist()  # (F,) positions masked in each frame
+    total = trajectory.masked[0].numel()
+    print(
+        f"wrote {args.out}: {len(indices)} frames, masked positions {masked[0]}/{total} in the "
+        f"first frame and {masked[-1]}/{total} in the last"
+    )
+
+
+if __name__ == "__main__":
+    main()

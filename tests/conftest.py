@@ -1,0 +1,39 @@
+"""Shared fixtures: a checkpoint made by the real training notebook in smoke mode."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
+# CI and this project's machines have ../shared/data; a fresh clone uses the 200 kB slice here.
+SMOKE_DATA = SHARED_TEXT if SHARED_TEXT.exists() else ROOT / "tests" / "data" / "tiny.txt"
+
+
+def run_notebook(notebook: str, out_dir: Path, **parameters) -> Path:
+    """Execute a notebook with papermill (cwd = repo root) and return the executed copy."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / f"executed_{notebook}"
+    command = [sys.executable, "-m", "papermill", notebook, str(executed), "--cwd", str(ROOT)]
+    for name, value in parameters.items():
+        command += ["-p", name, str(value)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        pytest.fail(f"{notebook} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return executed
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory) -> Path:
+    """The OUT_DIR of one smoke training run (ckpt.pt and metrics.json inside)."""
+    out_dir = tmp_path_factory.mktemp("smoke_run")
+    run_notebook("train_model.ipynb", out_dir, RUN_MODE="smoke", DATA=SMOKE_DATA, OUT_DIR=out_dir)
+    return out_dir
+
+
+@pytest.fixture(scope="session")
+def smoke_checkpoint(smoke_run) -> Path:
+    """ckpt.pt of the smoke training run (a tiny MDLM with time conditioning)."""
+    return smoke_run / "ckpt.pt"
