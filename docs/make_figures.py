@@ -1,0 +1,198 @@
+"""Draw the figures of learning_guide.md that need no trained model, with the project's own code.
+
+    python docs/make_figures.py                  # writes docs/img/*.png (under a minute on a CPU)
+    python docs/make_figures.py --out /tmp/figs  # somewhere else
+
+Every figure comes from the functions the model and the samplers use: the schedule `alpha` and
+its derivative `alpha_prime`, `mask_tokens`, the BPE tokenizer and `sample`. Where a sampler is
+involved, the network is a tiny untrained one: how many positions a step reveals, and how often
+the cached sampler calls the network, do not depend on the weights.
+
+Left out on purpose: figures of training runs (loss curves, samples, quality against steps).
+They need a trained checkpoint and come from train_model.ipynb and sampling.ipynb.
+"""
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no window
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # so it runs from any folder
+
+from bpe_tokenizer import BPETokenizer  # noqa: E402
+from mdlm_model import ModelConfig, Transformer, alpha, alpha_prime, mask_tokens  # noqa: E402
+from mdlm_sampling import sample  # noqa: E402
+
+SENTENCE = "Before we proceed any further, hear me speak."  # the first lines of Tiny Shakespeare
+TOKENIZER_TEXT = ROOT / "tests" / "data" / "tiny.txt"  # a 200 kB slice, shipped with the repo
+MASKED_GREY, CLEAN_BLUE = "#c8ccd4", "#dbe7ff"
+
+
+def cosine_alpha(t):
+    """The cosine schedule of exercise 4, drawn for comparison; the project uses alpha."""
+    return torch.cos(math.pi * t / 2)
+
+
+def cosine_alpha_prime(t):
+    return -math.pi / 2 * torch.sin(math.pi * t / 2)
+
+
+def tiny_model(seq_len: int) -> Transformer:
+    """An untrained network without time conditioning, so every sampler (the cache too) runs."""
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=8,
+        mask_id=7,
+        seq_len=seq_len,
+        n_layer=1,
+        n_head=1,
+        d_model=16,
+        time_conditioning=False,
+    )
+    return Transformer(config).eval()
+
+
+def forward_process(path: Path) -> None:
+    """One sentence masked at five times, with the same random numbers at every t."""
+    tok = BPETokenizer.train(TOKENIZER_TEXT.read_text(encoding="utf-8"), vocab_size=1024)
+    ids = torch.tensor(tok.encode(SENTENCE))  # (L,)
+    pieces = [tok.decode([i]).replace(" ", "\u2423") for i in ids.tolist()]  # show spaces as ␣
+    times = [0.0, 0.25, 0.5, 0.75, 1.0]
+    fig, ax = plt.subplots(figsize=(11, 3.2))
+    for row, t in enumerate(times):
+        # Re-seeding draws the same uniforms u for every t, so a token masked at t stays masked
+        # at every later t: one path of the absorbing process (masked when u < 1 - alpha_t).
+        generator = torch.Generator().manual_seed(1)
+        _, is_masked = mask_tokens(ids[None], torch.tensor([t]), tok.mask_id, generator)
+        x, y = 0.0, len(times) - 1 - row
+        for piece, masked in zip(pieces, is_masked[0].tolist(), strict=True):
+            width = 0.25 + 0.17 * len(piece)
+            colour = MASKED_GREY if masked else CLEAN_BLUE
+            ax.add_patch(plt.Rectangle((x, y + 0.1), width - 0.06, 0.8, color=colour))
+            if not masked:
+                ax.text(x + width / 2, y + 0.5, piece, ha="center", va="center", family="monospace")
+            x += width
+        ax.text(-0.2, y + 0.5, f"t = {t:.2f}", ha="right", va="center")
+    ax.set(
+        xlim=(-1.6, x + 0.1),
+        ylim=(0, len(times)),
+        title=r"$z_t \sim q(z_t \mid x)$ with $\alpha_t = 1 - t$",
+    )
+    ax.axis("off")
+    save(fig, path)
+
+
+def schedule(path: Path) -> None:
+    """alpha_t and the expected masked fraction 1 - alpha_t, linear and cosine."""
+    t = torch.linspace(0, 1, 501)
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(t, alpha(t), color="C0", label=r"$\alpha_t = 1 - t$ (the project)")
+    ax.plot(t, 1 - alpha(t), color="C1", label=r"$1 - \alpha_t$: expected masked fraction")
+    ax.plot(
+        t, cosine_alpha(t), "--", color="C0", alpha=0.6, label=r"$\cos(\pi t / 2)$ (exercise 4)"
+    )
+    ax.plot(t, 1 - cosine_alpha(t), "--", color="C1", alpha=0.6)
+    ax.set(xlabel="t  (0: clean text, 1: all mask)", ylabel="probability", xlim=(0, 1))
+    ax.legend(loc="center left", fontsize=8)
+    save(fig, path)
+
+
+def loss_weight(path: Path) -> None:
+    """The weight -alpha'_t / (1 - alpha_t) of a masked token's cross-entropy in the NELBO."""
+    t = torch.logspace(-3, 0, 400)  # from sample_times' eps = 1e-3 up to 1
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(
+        t, -alpha_prime(t) / (1 - alpha(t)), label=r"linear: $-\alpha'_t / (1 - \alpha_t) = 1/t$"
+    )
+    cosine = -cosine_alpha_prime(t) / (1 - cosine_alpha(t))
+    ax.plot(t, cosine, "--", label="cosine (exercise 4)")
+    ax.plot(t, t / t, ":", color="gray", label="'uniform' weight 1")
+    ax.set(xscale="log", yscale="log", xlabel="t", ylabel="weight of a masked token's loss")
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def reveal_probability(path: Path, steps: int = 8) -> None:
+    """Per step of ancestral sampling: the chance a mask is revealed, and what is left masked."""
+    model = tiny_model(seq_len=256)
+    trace = sample(model, num_samples=64, steps=steps, record_trace=True, seed=0).trace
+    masked = [(frame.tokens == model.config.mask_id).double().mean().item() for frame in trace]
+    i = torch.arange(steps, 0, -1, dtype=torch.float64)  # steps go from t = i/T to s = (i-1)/T
+    t, s = i / steps, (i - 1) / steps
+    reveal = (alpha(s) - alpha(t)) / (1 - alpha(t))  # (T,) = (t - s)/t = 1/i
+    measured = [1 - after / before for before, after in zip(masked, masked[1:])]
+    number = torch.arange(1, steps + 1)
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    ax.bar(
+        number,
+        reveal,
+        color=CLEAN_BLUE,
+        label=r"reveal probability $(\alpha_s - \alpha_t) / (1 - \alpha_t)$",
+    )
+    ax.plot(number, measured, "o", color="C0", label="revealed by sample(), 16,384 masks")
+    ax.plot(
+        number, 1 - alpha(s), "-", color="C1", label=r"$1 - \alpha_s$: still masked after the step"
+    )
+    ax.plot(number, masked[1:], "s", color="C1", mfc="none", label="still masked, measured")
+    labels = [f"{a:.3g}\n{b:.3g}" for a, b in zip(t.tolist(), s.tolist())]
+    ax.set_xticks(number, labels, fontsize=7)
+    ax.set(
+        xlabel=f"step from t (top) to s (bottom), {steps} steps", ylabel="probability / fraction"
+    )
+    ax.legend(fontsize=7, loc="upper center")
+    save(fig, path)
+
+
+def cache_calls(path: Path, seq_len: int = 256) -> None:
+    """Network calls of the cached sampler for one sequence, against the number of steps."""
+    model = tiny_model(seq_len)
+    steps = [4, 16, 64, 256, 1024, 4096]
+    calls = [sample(model, steps=T, method="cached", seed=0).nfe for T in steps]
+    grid = torch.logspace(0, math.log10(8192), 200, dtype=torch.float64)
+    expected = grid * (1 - (1 - 1 / grid) ** seq_len)  # steps that reveal at least one position
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(grid, grid, ":", color="gray", label="plain ancestral: one call per step")
+    ax.plot(grid, expected, color="C1", label=r"cached, expected: $T\,(1 - (1 - 1/T)^L)$")
+    ax.plot(steps, calls, "o", color="C0", label="cached, measured with sample()")
+    ax.axhline(seq_len, color="C3", lw=0.8, ls="--", label=f"L = {seq_len} positions")
+    ax.set(xscale="log", yscale="log", xlabel="steps T", ylabel="network calls (NFE)")
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
+def save(fig, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: stable files
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+FIGURES = {  # file name -> the function that draws it
+    "forward_process.png": forward_process,
+    "schedule.png": schedule,
+    "loss_weight.png": loss_weight,
+    "reveal_probability.png": reveal_probability,
+    "cache_calls.png": cache_calls,
+}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--out", default=str(ROOT / "docs" / "img"), help="folder for the PNGs")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)  # tiny tensors: threads only wait for each other
+    for name, draw in FIGURES.items():
+        draw(out / name)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,253 @@
+"""Render the results tables of README.md and learning_guide.md from the committed run metrics.
+
+    python make_results.py          # rewrite the block between the markers in both files
+    python make_results.py --check  # exit 1 if a file's block differs from what results/ gives
+
+The numbers come from files, never from a keyboard. A training run's metrics are the
+metrics.json that train_model.ipynb writes into its OUT_DIR, copied to results/<run_name>.json;
+sampling.ipynb's sampling_figures.json can sit there too (results/<name>.json), and gets a
+table of its own. Each file may carry two keys of its own, added by whoever copies it:
+"machine" (what the run ran on, say "2-core Linux CPU"), and "command" (the exact command, when
+the one rebuilt here from the metrics would be wrong).
+
+The block sits between the markers START and END below, each on a line of its own. Only that
+block is rewritten. learning_guide.md must have the markers; README.md may lack them (or be
+missing), and is then left alone.
+
+Left out on purpose: plots (train_model.ipynb and sampling.ipynb draw them from the same
+metrics), and averaging over seeds (one file is one run).
+"""
+
+import argparse
+import ast
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+TARGETS = {"learning_guide.md": True, "README.md": False}  # file -> must it have the markers?
+GENERATED = "<!-- made by make_results.py from results/*.json: edit those, not this block -->"
+HOW_TO = (
+    "No results are committed yet. To add one, train (for example "
+    "`python -m papermill train_model.ipynb out.ipynb -p RUN_MODE quick -p DATA shakespeare`), "
+    "copy the run's `metrics.json` (in its `OUT_DIR`, by default `checkpoints/<run name>/`) to "
+    "`results/<run name>.json`, and run `python make_results.py`. `scripts/real_runs.sh` does "
+    "this for the project's own runs."
+)
+# train_model.ipynb's parameters that set a size; the others are named in the command anyway
+SIZE_PARAMETERS = (
+    "vocab_size",
+    "seq_len",
+    "n_layer",
+    "n_head",
+    "d_model",
+    "batch_size",
+    "grad_accum",
+    "max_steps",
+    "learning_rate",
+    "eval_every",
+    "max_chars",
+)
+
+
+def load_results(folder: Path) -> tuple[list, list]:
+    """(training runs, sampling runs) in results/, each a list of (name, dict) sorted by name."""
+    training, sampling = [], []
+    for path in sorted(Path(folder).glob("*.json")):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(data, dict) and "sweep" in data:
+            sampling.append((path.stem, data))
+        elif isinstance(data, dict) and {"objective", "val_bpb", "unigram_bpb"} <= data.keys():
+            training.append((path.stem, data))
+        else:
+            raise ValueError(
+                f"{path} is neither a training run's metrics.json (no objective, val_bpb, "
+                "unigram_bpb) nor sampling.ipynb's sampling_figures.json (no sweep)"
+            )
+    return training, sampling
+
+
+def mode_defaults(notebook: Path = ROOT / "train_model.ipynb") -> dict | None:
+    """RUN_MODES as train_model.ipynb defines it, read without running it; None if not found."""
+    try:
+        cells = json.loads(notebook.read_text(encoding="utf-8"))["cells"]
+        for cell in cells:
+            source = "".join(cell["source"])
+            if cell["cell_type"] != "code" or "RUN_MODES = {" not in source:
+                continue
+            for node in ast.walk(ast.parse(source)):
+                if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == (
+                    "RUN_MODES"
+                ):
+                    return {  # {"smoke": dict(vocab_size=384, ...), ...} -> plain dicts
+                        ast.literal_eval(key): {
+                            k.arg: ast.literal_eval(k.value) for k in value.keywords
+                        }
+                        for key, value in zip(node.value.keys, node.value.values)
+                    }
+    except (OSError, ValueError, KeyError, AttributeError, SyntaxError):
+        pass
+    return None
+
+
+def command(run: dict, defaults: dict | None) -> str:
+    """The papermill command that makes this run (its own "command" key wins)."""
+    if "command" in run:
+        return run["command"]
+    words = ["python -m papermill train_model.ipynb out.ipynb", f"-p RUN_MODE {run['mode']}"]
+    words += [f"-p DATA {run['data']}", f"-p OBJECTIVE {run['objective']}"]
+    if run["objective"] == "mdlm" or run.get("time_conditioning") is False:
+        words.append(f"-p TIME_CONDITIONING {run.get('time_conditioning')}")
+    mode = (defaults or {}).get(run["mode"])
+    for key in SIZE_PARAMETERS:  # the sizes that differ from the mode's (all, if unknown)
+        value = run.get("settings", {}).get(key)
+        if (mode is None and value is not None) or (mode and key in mode and value != mode[key]):
+            words.append(f"-p {key.upper()} {value}")
+    return " ".join(words)
+
+
+def millions(n: float) -> str:
+    """4_213_000 -> '4.21M'; 950 -> '950'."""
+    return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n:,.0f}"
+
+
+def duration(seconds: float) -> str:
+    """42 -> '42 s'; 930 -> '15.5 min'; 7560 -> '2.10 h'."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.2f} h"
+
+
+def machine(run: dict) -> str:
+    """'cpu, float32, 1 thread' from what metrics.json records (it does not name the CPU/GPU)."""
+    threads = run.get("threads")
+    plural = "" if threads == 1 else "s"
+    return ", ".join(
+        [run["device"], run.get("dtype", "?")] + ([f"{threads} thread{plural}"] if threads else [])
+    )
+
+
+def data_name(data: str) -> str:
+    """A corpus name as it is; a path as its file or folder name."""
+    return Path(data).name if "/" in data or data.endswith(".txt") else data
+
+
+def training_table(runs: list) -> list[str]:
+    header = (
+        "| run | data | objective | time conditioning | params | steps | tokens seen | device "
+        "| wall time | val bits/byte | unigram bits/byte | ratio |"
+    )
+    lines = [header, "|" + "---|" * 3 + ":---:|" + "---:|" * 3 + "---|" + "---:|" * 4]
+    for name, run in runs:
+        is_mdlm = run["objective"] == "mdlm"
+        conditioning = ("on" if run.get("time_conditioning") else "off") if is_mdlm else "n/a"
+        device = run.get("machine") or machine(run)
+        bound = "≤ " if is_mdlm else ""  # MDLM reports a bound on the NLL, the AR twin the NLL
+        lines.append(
+            f"| {name} | {data_name(run['data'])} | {'MDLM' if is_mdlm else 'AR twin'} "
+            f"| {conditioning} | {millions(run['params'])} | {run['steps']:,} "
+            f"| {millions(run['tokens_seen'])} | {device} | {duration(run['wall_s'])} "
+            f"| {bound}{run['val_bpb']:.3f} | {run['unigram_bpb']:.3f} "
+            f"| {run['val_bpb'] / run['unigram_bpb']:.3f} |"
+        )
+    defaults = mode_defaults()
+    lines += ["", "Each run, made with:", ""]
+    lines += [f"- {name}: `{command(run, defaults)}`" for name, run in runs]
+    lines += [
+        "",
+        "Bits per byte on held-out text: the NELBO (an upper bound) for MDLM, the exact "
+        "next-token loss for the AR twin. Ratio: val bits/byte over the unigram baseline of the "
+        "same run's tokenizer (lower is better; 1 means no better than token frequencies).",
+    ]
+    return lines
+
+
+def sampling_table(name: str, figures: dict) -> list[str]:
+    where = figures.get("machine") or figures.get("device", "?")
+    lines = [
+        f"Samplers of `{figures.get('checkpoint', '?')}` ({name}, on {where}):",
+        "",
+        "| sampler | steps | network calls per sequence | tokens/s | unigram entropy (bits) "
+        "| distinct-2 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in figures["sweep"]:
+        lines.append(
+            f"| {row['method']} | {row['steps']} | {row['nfe_per_sequence']:.1f} "
+            f"| {row['tokens_per_second']:.0f} | {row['unigram_entropy']:.3f} "
+            f"| {row['distinct_2']:.3f} |"
+        )
+    reference = figures.get("held_out_reference")
+    if reference:
+        lines.append(
+            f"| held-out text | | | | {reference['unigram_entropy']:.3f} "
+            f"| {reference['distinct_2']:.3f} |"
+        )
+    cache = figures.get("cache")
+    if cache:
+        lines += [
+            "",
+            f"The cache at {cache['steps']} steps: {cache['nfe_cached']} network calls instead of "
+            f"{cache['nfe_plain']}, {cache['speedup']:.1f}x faster, the same samples: "
+            f"{cache['same_samples']}.",
+        ]
+    return lines
+
+
+def render(results_dir: Path) -> str:
+    """The text between the markers (without them), from the files in results_dir."""
+    training, sampling = load_results(results_dir)
+    lines = [GENERATED]
+    if not training and not sampling:
+        lines.append(HOW_TO)
+    if training:
+        lines += training_table(training)
+    for name, figures in sampling:
+        lines += [""] + sampling_table(name, figures)
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str) -> str | None:
+    """text with the lines between START and END replaced by block; None if no markers."""
+    start, end = text.find(START), text.find(END)
+    if start < 0 or end < start:
+        return None
+    return text[: start + len(START)] + "\n" + block + "\n" + text[end:]
+
+
+def update(root: Path = ROOT, check: bool = False) -> list[str]:
+    """Rewrite (or with check, only compare) every target's block. Returns what was wrong."""
+    block = render(root / "results")
+    problems = []
+    for name, required in TARGETS.items():
+        path = root / name
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        new = replace_block(text, block)
+        if new is None:
+            if required:
+                problems.append(f"{name}: no {START} ... {END} block")
+            continue
+        if new != text:
+            problems.append(f"{name}: the results block is not what results/ gives")
+            if not check:
+                path.write_text(new, encoding="utf-8")
+    return problems
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
+    args = parser.parse_args(argv)
+    problems = update(ROOT, check=args.check)
+    missing = [problem for problem in problems if f"no {START}" in problem]
+    for problem in problems:
+        stale = " (run python make_results.py)" if args.check else " (rewritten)"
+        print(problem + ("" if problem in missing else stale))
+    if not problems:
+        print("results blocks agree with results/")
+    return 1 if missing or (args.check and problems) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
