@@ -1,0 +1,326 @@
+"""Generated from sampling.ipynb: edit the notebook, not this file.
+
+Re-run the notebook, or `python nbexport.py sampling.ipynb`, to regenerate it;
+tests/test_nbexport.py fails when this file and the notebook disagree.
+"""
+
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+import torch
+
+from mdlm_model import CheckpointError, alpha, autocast, pick_precision
+
+
+def newest_checkpoint(root="checkpoints") -> Path:
+    """The most recently modified ckpt.pt under `root`, searched recursively."""
+    found = sorted(Path(root).rglob("ckpt.pt"), key=lambda path: path.stat().st_mtime)
+    if not found:
+        raise CheckpointError(
+            f"no checkpoint (ckpt.pt) under {Path(root).resolve()}: run train_model.ipynb first "
+            "(RUN_MODE='smoke' takes a minute) or set CHECKPOINT"
+        )
+    return found[-1]
+
+
+def decode_with_masks(tokenizer, tokens, mask="░") -> str:
+    """Token ids (L,) -> text with one `mask` character per masked position: "The ░░ sat"."""
+    ids = tokens.tolist() if hasattr(tokens, "tolist") else list(tokens)
+    pieces = []
+    for is_mask, run in groupby(ids, key=lambda i: i == tokenizer.mask_id):
+        run = list(run)
+        pieces.append(mask * len(run) if is_mask else tokenizer.decode(run))
+    return "".join(pieces)
+
+
+def token_distribution(logits, temperature=1.0, top_k=None, top_p=None):
+    """Logits (..., V) -> float64 probabilities (..., V): temperature, then top-k, then top-p.
+
+    logits = log [0.5, 0.3, 0.2], temperature 0.5, top_p 0.6 -> [1, 0, 0]: tempered, the first
+    token has 0.658 > 0.6 alone. (Top-p first would keep two tokens: [0.735, 0.265, 0].)
+    """
+    logits = logits.double() / temperature  # float64: float32 rounds the tail to exactly 0
+    if top_k is not None:
+        kth_largest = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[..., -1:]  # (..., 1)
+        logits = logits.masked_fill(logits < kth_largest, -math.inf)
+    probs = logits.softmax(dim=-1)
+    if top_p is not None:
+        sorted_probs, order = probs.sort(dim=-1, descending=True)
+        mass_above = sorted_probs.cumsum(dim=-1) - sorted_probs  # (..., V) of the better tokens
+        drop = torch.zeros_like(probs, dtype=torch.bool).scatter(-1, order, mass_above >= top_p)
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(dim=-1, keepdim=True)
+    return probs
+
+
+def draw_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
+    """Logits (n, V) -> a token per row (n,) long and its confidence (n,) float64.
+
+    Temperature 0 is greedy: the argmax, which top-k and top-p would always keep anyway.
+    """
+    logits = logits.double()  # (n, V)
+    if temperature == 0:
+        tokens = logits.argmax(dim=-1)  # (n,)
+    else:
+        probs = token_distribution(logits, temperature, top_k, top_p)  # (n, V)
+        tokens = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (n,)
+    confidence = logits.softmax(dim=-1).gather(-1, tokens[:, None]).squeeze(-1)  # (n,)
+    return tokens, confidence
+
+
+def rank(scores):
+    """The rank of every entry within its row, largest first: [[0.2, 0.9, 0.5]] -> [[2, 0, 1]]."""
+    return scores.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
+
+
+def denoise_step(
+    z,
+    logits,
+    confidence,
+    free,
+    t,
+    s,
+    *,
+    mask_id,
+    method="ancestral",
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    remask=0.0,
+    generator=None,
+):
+    """One reverse step from time t to s < t, for every sampler. Returns (z_s, confidence).
+
+    z (B, L) long is z_t, mask_id where masked; logits (B, L, V) are x_theta(z_t, t);
+    confidence (B, L) float64 is each token's confidence when it was revealed (NaN while
+    masked); free (B, L) bool marks the positions being generated (the others were given).
+    method "confidence" keeps the most confident proposals (section 4); "ancestral" and
+    "cached" follow the posterior of section 2.
+    """
+    alpha_t, alpha_s = alpha(torch.tensor([t, s], dtype=torch.float64)).tolist()
+    is_masked = z == mask_id  # (B, L)
+    # 1. propose
+    if method == "confidence":
+        proposed = is_masked
+    else:  # ancestral: the posterior's coin, (alpha_s - alpha_t) / (1 - alpha_t) per mask
+        coin = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
+        proposed = is_masked & (coin < (alpha_s - alpha_t) / (1 - alpha_t))  # (B, L)
+    # 2. draw
+    tokens, token_confidence = draw_tokens(logits[proposed], temperature, top_k, top_p, generator)
+    proposal = z.masked_scatter(proposed, tokens)  # (B, L) the drawn tokens in their places
+    proposal_confidence = confidence.masked_scatter(proposed, token_confidence)  # (B, L)
+    # 3. keep
+    keep, remasked = proposed, torch.zeros_like(proposed)
+    if method == "confidence":
+        masked_after = (free.sum(-1) * (1 - alpha_s)).round().long()  # (B,) on the schedule
+        earlier = free & ~is_masked  # (B, L) tokens this sampler revealed at earlier steps
+        num_remask = torch.minimum((remask * earlier.sum(-1)).long(), masked_after)  # (B,)
+        num_keep = is_masked.sum(-1) - masked_after + num_remask  # (B,)
+        most_sure_first = rank(proposal_confidence.masked_fill(~proposed, -math.inf))  # (B, L)
+        keep = proposed & (most_sure_first < num_keep[:, None])
+        least_sure_first = rank(-confidence.masked_fill(~earlier, math.inf))  # (B, L)
+        remasked = earlier & (least_sure_first < num_remask[:, None])
+    # 4. carry over: only the kept proposals change; then the corrector masks its picks again
+    z = torch.where(keep, proposal, z).masked_fill(remasked, mask_id)
+    confidence = torch.where(keep, proposal_confidence, confidence).masked_fill(remasked, math.nan)
+    return z, confidence
+
+
+METHODS = ("ancestral", "cached", "confidence")
+
+
+@dataclass
+class Frame:
+    """The state after one step of `sample`: what sample_visual.py animates."""
+
+    step: int  # 0 is the start, before the first step
+    t: float  # the time of this state: 1 is all masked, 0 is done
+    tokens: torch.Tensor  # (B, L) long, mask_id where still masked
+    confidence: torch.Tensor  # (B, L) float32: x_theta(token) when revealed; NaN masked; 1 given
+
+
+@dataclass
+class SampleResult:
+    tokens: torch.Tensor  # (B, L) long, on the CPU
+    nfe: int  # network function evaluations: calls of the network, each on the whole batch
+    trace: list = field(default_factory=list)  # with record_trace: the start, then a Frame per step
+    seconds: float = 0.0  # wall time of the whole call
+
+
+def windows(length, seq_len, block_length):
+    """(start, end) of the windows that semi-autoregressive decoding fills, in order.
+
+    windows(10, 4, 2) -> [(0, 4), (2, 6), (4, 8), (6, 10)]: each window after the first keeps
+    the seq_len - block_length tokens before its new block as context.
+    """
+    spans = [(0, min(length, seq_len))]
+    while spans[-1][1] < length:
+        end = min(spans[-1][1] + block_length, length)
+        spans.append((end - seq_len, end))
+    return spans
+
+
+@torch.no_grad()
+def sample(
+    model,
+    *,
+    num_samples=1,
+    length=None,
+    steps=128,
+    method="ancestral",
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    fixed=None,
+    remask=0.0,
+    block_length=None,
+    seed=0,
+    record_trace=False,
+    device=None,
+) -> SampleResult:
+    """Generate num_samples sequences, from masks at t = 1 to text at t = 0, in `steps` steps.
+
+    method: "ancestral", "cached" (the same samples in fewer network calls; only for a model
+        without time conditioning) or "confidence" (remask > 0 adds the corrector).
+    fixed: (L,) or (B, L) long, a token where the text is given and mask_id where it is to be
+        generated (make_fixed builds one); given tokens come back unchanged.
+    length: by default fixed's length, or else the model's seq_len. Longer text is made in
+        windows of seq_len tokens that slide by block_length (default seq_len // 2).
+    device: where to sample (the model is moved there); by default the model's device.
+    The same seed gives the same samples on the same device.
+    """
+    config, mask_id = model.config, model.config.mask_id
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    if fixed is None:
+        fixed = torch.full((length or config.seq_len,), mask_id)
+    fixed = torch.as_tensor(fixed, dtype=torch.long, device=device)
+    block_length = block_length or config.seq_len // 2
+    for failed, message in [
+        (
+            config.causal,
+            "this is the autoregressive twin (OBJECTIVE='ar'); set CHECKPOINT to an MDLM",
+        ),
+        (method not in METHODS, f"method must be one of {METHODS}, not {method!r}"),
+        (
+            method == "cached" and config.time_conditioning,
+            "method='cached' reuses x_theta(z_t, t) at later times, which is exact only for a "
+            "model that ignores t, and this one is time-conditioned (TIME_CONDITIONING=True). "
+            "Use method='ancestral', or train with TIME_CONDITIONING=False",
+        ),
+        (steps < 1 or temperature < 0, "steps must be >= 1 and temperature >= 0 (0 is greedy)"),
+        (top_k is not None and top_k < 1, f"top_k must be None or >= 1, not {top_k}"),
+        (top_p is not None and not 0 < top_p <= 1, f"top_p must be None or in (0, 1], not {top_p}"),
+        (
+            remask != 0 and (method != "confidence" or not 0 < remask < 1),
+            "remask must be in [0, 1) and needs method='confidence'",
+        ),
+        (fixed.dim() == 2 and len(fixed) != num_samples, "fixed (B, L) needs num_samples = B"),
+        (length not in (None, fixed.size(-1)), f"length {length} but fixed has {fixed.size(-1)}"),
+        (
+            fixed.size(-1) > config.seq_len and not 0 < block_length < config.seq_len,
+            f"text longer than seq_len = {config.seq_len} needs 0 < block_length < seq_len",
+        ),
+    ]:
+        if failed:
+            raise ValueError(message)
+
+    started = time.perf_counter()
+    model.to(device).eval()
+    precision = pick_precision(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    z = fixed.expand(num_samples, -1).clone()  # (B, L) long, the state z_t
+    B, L = z.shape
+    confidence = torch.ones(B, L, dtype=torch.float64, device=device)  # given tokens: 1
+    confidence = confidence.masked_fill(z == mask_id, math.nan)
+    nfe, step, trace = 0, 0, []
+    if record_trace:
+        trace.append(Frame(step, 1.0, z.to("cpu", copy=True), confidence.float().cpu()))
+    for start, end in windows(L, config.seq_len, block_length):
+        z_window, confidence_window = z[:, start:end], confidence[:, start:end]  # (B, W) views
+        free = z_window == mask_id  # (B, W) the positions this window generates
+        logits = None  # the cache: x_theta of z_window as it is now, or None when stale
+        for i in range(steps, 0, -1):
+            t, s = i / steps, (i - 1) / steps
+            if (z_window == mask_id).any():  # once all is revealed, a step changes nothing
+                if logits is None or method != "cached":
+                    with autocast(device, precision):
+                        logits = model(z_window, torch.full((B,), t, device=device))  # (B, W, V)
+                    nfe += 1
+                z_s, confidence_s = denoise_step(
+                    z_window,
+                    logits,
+                    confidence_window,
+                    free,
+                    t,
+                    s,
+                    mask_id=mask_id,
+                    method=method,
+                    temperature=temperature,
+                    top_k=top_k,
+                    top_p=top_p,
+                    remask=remask,
+                    generator=generator,
+                )
+                if not torch.equal(z_s, z_window):
+                    logits = None  # the input changed, so the network must see it
+                z_window.copy_(z_s)  # writes into z
+                confidence_window.copy_(confidence_s)
+            step += 1
+            if record_trace:
+                trace.append(Frame(step, s, z.to("cpu", copy=True), confidence.float().cpu()))
+    return SampleResult(z.cpu(), nfe, trace, time.perf_counter() - started)
+
+
+def make_fixed(tokenizer, length, prefix="", suffix=""):
+    """A (length,) starting state for sample(fixed=...): prefix tokens, masks, suffix tokens.
+
+    make_fixed(tok, 6, "ab", "z") -> [a, b, m, m, m, z] (as ids, m = mask_id) for a tokenizer
+    in which "ab" is two tokens.
+    """
+    head, tail = tokenizer.encode(prefix), tokenizer.encode(suffix)
+    if len(head) + len(tail) > length:
+        raise ValueError(
+            f"prefix and suffix are {len(head)} + {len(tail)} tokens, more than length {length}"
+        )
+    middle = [tokenizer.mask_id] * (length - len(head) - len(tail))
+    return torch.tensor(head + middle + tail, dtype=torch.long)
+
+
+def ngrams(tokens, n):
+    """The n-grams within each row of tokens (B, L): [[1, 2, 3]], n=2 -> [(1, 2), (2, 3)]."""
+    return [tuple(row[i : i + n]) for row in tokens.tolist() for i in range(len(row) - n + 1)]
+
+
+def ngram_entropy(tokens, n=1):
+    """Entropy in bits of the n-gram frequencies: [[1, 1, 2, 2]] -> 1.0 for n=1, log2(3) for n=2."""
+    counts = torch.tensor(list(Counter(ngrams(tokens, n)).values()), dtype=torch.float64)
+    p = counts / counts.sum()
+    return -(p * p.log2()).sum().item()
+
+
+def distinct_n(tokens, n=1):
+    """Distinct n-grams divided by all n-grams: [[1, 1, 2, 2]] -> 0.5 for n=1, 1.0 for n=2."""
+    grams = ngrams(tokens, n)
+    return len(set(grams)) / max(1, len(grams))
+
+
+def sample_quality(tokens, judge=None):
+    """Repetition measures of samples (B, L); with a judge, also its generative perplexity.
+
+    judge(tokens) -> float is the place for the perplexity of the samples under the
+    autoregressive twin (issue #6); the model that wrote them cannot judge them.
+    """
+    return {
+        "unigram_entropy": ngram_entropy(tokens, 1),
+        "bigram_entropy": ngram_entropy(tokens, 2),
+        "distinct_1": distinct_n(tokens, 1),
+        "distinct_2": distinct_n(tokens, 2),
+        "generative_perplexity": judge(tokens) if judge is not None else None,
+    }
+
+
+SOURCE_SHA256 = "7bb48b54c7ab10193b760a44273048490e70c848a67ad7888a9e2515bbb24ea8"
