@@ -12,19 +12,73 @@ from itertools import groupby
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
-from mdlm_model import CheckpointError, alpha, autocast, pick_precision
+from mdlm_model import (
+    CheckpointError,
+    alpha,
+    apply_rope,
+    autocast,
+    load_model,
+    pick_precision,
+)
 
 
-def newest_checkpoint(root="checkpoints") -> Path:
-    """The most recently modified ckpt.pt under `root`, searched recursively."""
-    found = sorted(Path(root).rglob("ckpt.pt"), key=lambda path: path.stat().st_mtime)
+def peek_checkpoint(path) -> dict | None:
+    """A checkpoint's model_config and tokenizer (JSON), without reading its weights.
+
+    None when `path` is not a readable checkpoint: mmap=True leaves the tensors on disk.
+    """
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return {"model_config": dict(saved["model_config"]), "tokenizer": saved["tokenizer"]}
+    except Exception:  # not a zip file, not a dict, no config: nothing this notebook can use
+        return None
+
+
+def checkpoints_newest_first(root="checkpoints", *, causal=False, tokenizer=None) -> list[Path]:
+    """The ckpt.pt files under `root` (searched recursively), the most recently modified first.
+
+    causal=False keeps the MDLMs, causal=True the autoregressive twins; with a tokenizer, only
+    the checkpoints trained with it. Files that are not readable checkpoints are passed over:
+    name one directly (CHECKPOINT, JUDGE) to see what is wrong with it.
+    """
+    found = []
+    for path in Path(root).rglob("ckpt.pt"):
+        peeked = peek_checkpoint(path)
+        if peeked is None or bool(peeked["model_config"].get("causal")) != causal:
+            continue
+        if tokenizer is None or peeked["tokenizer"] == tokenizer.to_json():
+            found.append(path)
+    return sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)
+
+
+def newest_checkpoint(root="checkpoints", causal=False) -> Path:
+    """The newest MDLM (or, with causal=True, autoregressive twin) ckpt.pt under `root`."""
+    found = checkpoints_newest_first(root, causal=causal)
     if not found:
+        kind = "autoregressive twin (OBJECTIVE='ar')" if causal else "MDLM checkpoint"
         raise CheckpointError(
-            f"no checkpoint (ckpt.pt) under {Path(root).resolve()}: run train_model.ipynb first "
+            f"no {kind} (ckpt.pt) under {Path(root).resolve()}: run train_model.ipynb first "
             "(RUN_MODE='smoke' takes a minute) or set CHECKPOINT"
         )
-    return found[-1]
+    return found[0]
+
+
+def load_judge(path, tokenizer, device="cpu"):
+    """The autoregressive twin at `path`, in eval mode, to judge text made with `tokenizer`."""
+    judge, judge_tokenizer, _ = load_model(path, device)
+    if not judge.config.causal:
+        raise CheckpointError(
+            f"{path} is an MDLM; a judge must be an autoregressive twin (train_model.ipynb with "
+            "OBJECTIVE='ar')"
+        )
+    if judge_tokenizer.to_json() != tokenizer.to_json():
+        raise CheckpointError(
+            f"{path} was trained with another tokenizer than the model it should judge, so the "
+            "same token ids mean different text: train the twin on the same DATA and VOCAB_SIZE"
+        )
+    return judge
 
 
 def decode_with_masks(tokenizer, tokens, mask="░") -> str:
@@ -55,6 +109,17 @@ def token_distribution(logits, temperature=1.0, top_k=None, top_p=None):
         probs = probs.masked_fill(drop, 0.0)
         probs = probs / probs.sum(dim=-1, keepdim=True)
     return probs
+
+
+def check_knobs(temperature, top_k, top_p):
+    """Refuse knobs that token_distribution cannot use; every sampler calls this first."""
+    for failed, message in [
+        (temperature < 0, f"temperature must be >= 0 (0 is greedy), not {temperature}"),
+        (top_k is not None and top_k < 1, f"top_k must be None or >= 1, not {top_k}"),
+        (top_p is not None and not 0 < top_p <= 1, f"top_p must be None or in (0, 1], not {top_p}"),
+    ]:
+        if failed:
+            raise ValueError(message)
 
 
 def draw_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
@@ -211,9 +276,7 @@ def sample(
             "model that ignores t, and this one is time-conditioned (TIME_CONDITIONING=True). "
             "Use method='ancestral', or train with TIME_CONDITIONING=False",
         ),
-        (steps < 1 or temperature < 0, "steps must be >= 1 and temperature >= 0 (0 is greedy)"),
-        (top_k is not None and top_k < 1, f"top_k must be None or >= 1, not {top_k}"),
-        (top_p is not None and not 0 < top_p <= 1, f"top_p must be None or in (0, 1], not {top_p}"),
+        (steps < 1, f"steps must be >= 1, not {steps}"),
         (
             remask != 0 and (method != "confidence" or not 0 < remask < 1),
             "remask must be in [0, 1) and needs method='confidence'",
@@ -227,6 +290,7 @@ def sample(
     ]:
         if failed:
             raise ValueError(message)
+    check_knobs(temperature, top_k, top_p)
 
     started = time.perf_counter()
     model.to(device).eval()
@@ -309,10 +373,10 @@ def distinct_n(tokens, n=1):
 
 
 def sample_quality(tokens, judge=None):
-    """Repetition measures of samples (B, L); with a judge, also its generative perplexity.
+    """Repetition measures of samples (B, L); with a judge, also their generative perplexity.
 
-    judge(tokens) -> float is the place for the perplexity of the samples under the
-    autoregressive twin (issue #6); the model that wrote them cannot judge them.
+    judge(tokens) -> float; this notebook passes partial(generative_perplexity, twin), the
+    perplexity under the autoregressive twin. The model that wrote them cannot judge them.
     """
     return {
         "unigram_entropy": ngram_entropy(tokens, 1),
@@ -323,4 +387,208 @@ def sample_quality(tokens, judge=None):
     }
 
 
-SOURCE_SHA256 = "7bb48b54c7ab10193b760a44273048490e70c848a67ad7888a9e2515bbb24ea8"
+def causal_forward(model, idx, cache, start):
+    """The twin's logits (B, n, V) for tokens idx (B, n) at positions start, ..., start + n - 1.
+
+    cache is a list with one (keys, values) pair per block, each (B, nh, start, hd), for the
+    positions before `start`; the new keys and values are appended to it. Pass [] with start 0
+    to begin a sequence. The same modules as Transformer.forward, in the same order; only the
+    attention differs: n queries, but start + n keys and values.
+    """
+    B, n = idx.shape
+    D, n_head = model.config.d_model, model.config.n_head
+    cos = model.rope_cos[start : start + n]  # (n, hd/2): the angles of the absolute positions
+    sin = model.rope_sin[start : start + n]
+    # query i sits at position start + i and may look at keys 0, ..., start + i
+    allowed = torch.ones(n, start + n, dtype=torch.bool, device=idx.device).tril(start)  # (n, S)
+    x = model.embed(idx)  # (B, n, D)
+    for layer, block in enumerate(model.blocks):
+        attn = block.attn
+        q, k, v = attn.qkv(block.norm1(x)).split(D, dim=2)  # 3 x (B, n, D)
+        q, k, v = (y.view(B, n, n_head, D // n_head).transpose(1, 2) for y in (q, k, v))
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, nh, n, hd)
+        if layer < len(cache):  # the keys and values of the earlier positions never change
+            k = torch.cat([cache[layer][0], k], dim=2)  # (B, nh, S, hd), S = start + n
+            v = torch.cat([cache[layer][1], v], dim=2)
+            cache[layer] = (k, v)
+        else:
+            cache.append((k, v))
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, nh, n, hd)
+        x = x + attn.proj(y.transpose(1, 2).reshape(B, n, D))
+        x = x + block.mlp(block.norm2(x))
+    logits = F.linear(model.norm_out(x), model.embed.weight)  # (B, n, V): tied output layer
+    mask_column = torch.tensor([model.config.mask_id], device=idx.device)
+    return logits.index_fill(-1, mask_column, float("-inf"))  # SUBS, as in the twin's training
+
+
+@torch.no_grad()
+def ar_sample(
+    model,
+    *,
+    num_samples=1,
+    length,
+    prompt=None,
+    start_id=None,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    seed=0,
+    use_cache=True,
+    device=None,
+) -> SampleResult:
+    """Generate num_samples sequences of `length` tokens left to right with the causal twin.
+
+    prompt: (P,) or (B, P) long, the tokens to continue; or start_id, a prompt of one token.
+        The returned tokens (B, length) begin with it. length <= the model's seq_len.
+    use_cache: the key-value cache: the prompt in one call, then one call per new token on
+        that token alone. False runs the whole prefix again for every token (the reference).
+    nfe = length - P either way: the call on the prompt draws the first new token.
+    """
+    config = model.config
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    for failed, message in [
+        (not config.causal, "ar_sample needs the autoregressive twin; this is an MDLM: use sample"),
+        (
+            config.time_conditioning,
+            "this causal model is time-conditioned; the autoregressive twin never is",
+        ),
+        ((prompt is None) == (start_id is None), "pass either prompt or start_id, not both"),
+        (
+            length > config.seq_len,
+            f"length {length} is longer than the model's seq_len = {config.seq_len}: it has "
+            "never seen a position beyond it",
+        ),
+    ]:
+        if failed:
+            raise ValueError(message)
+    check_knobs(temperature, top_k, top_p)
+    prompt = [start_id] if prompt is None else prompt
+    tokens = torch.as_tensor(prompt, dtype=torch.long, device=device)
+    tokens = tokens.expand(num_samples, -1).clone() if tokens.dim() == 1 else tokens  # (B, P)
+    if len(tokens) != num_samples or not 1 <= tokens.size(1) <= length:
+        raise ValueError(f"the prompt must be (P,) or ({num_samples}, P) with 1 <= P <= {length}")
+
+    started = time.perf_counter()
+    model.to(device).eval()
+    precision = pick_precision(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    cache, nfe = [], 0
+    while tokens.size(1) < length:
+        with autocast(device, precision):
+            if not use_cache:
+                logits = model(tokens)  # (B, n, V): every position of the prefix, again
+            elif not cache:  # prefill: the whole prompt in one call
+                logits = causal_forward(model, tokens, cache, start=0)  # (B, P, V)
+            else:  # only the newest token; the cache holds the keys and values before it
+                last = tokens.size(1) - 1
+                logits = causal_forward(model, tokens[:, last:], cache, start=last)  # (B, 1, V)
+        nfe += 1
+        next_token, _ = draw_tokens(logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
+        tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (B, n + 1)
+    return SampleResult(tokens.cpu(), nfe, seconds=time.perf_counter() - started)
+
+
+def sequence_nll(judge, tokens, batch_size=8):
+    """Per sequence, the mean negative log-likelihood in nats of tokens[:, 1:] under the judge.
+
+    tokens (B, L) long -> (B,) float64. Token i >= 1 of a row is scored given tokens 0, ..., i - 1
+    of the same row; token 0 has no prefix and is not scored, so every row has L - 1 scored
+    tokens. One causal forward pass per batch, in float32 (no autocast), like ar_loss.
+    """
+    config = judge.config
+    if not config.causal:
+        raise ValueError("the judge must be the autoregressive twin (a causal model)")
+    if tokens.size(1) < 2 or tokens.size(1) > config.seq_len:
+        raise ValueError(f"rows of {tokens.size(1)} tokens; the judge scores 2 to {config.seq_len}")
+    if (tokens == config.mask_id).any():
+        raise ValueError("the tokens hold masks: judge finished samples only")
+    device = next(judge.parameters()).device
+    judge.eval()
+    nll = []
+    for batch in tokens.split(batch_size):
+        batch = batch.to(device)  # (b, L)
+        with torch.no_grad():
+            logits = judge(batch)[:, :-1].float()  # (b, L - 1, V): position i - 1 predicts i
+        per_token = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
+        nll.append(per_token.double().mean(dim=1).cpu())  # (b,)
+    return torch.cat(nll)
+
+
+def generative_perplexity(judge, tokens) -> float:
+    """exp of the mean NLL over all scored tokens (tokens[:, 1:]) of samples (B, L).
+
+    Every row has L - 1 scored tokens, so the mean over tokens is the mean of the row means.
+    """
+    return math.exp(sequence_nll(judge, tokens).mean().item())
+
+
+def middle_span(length, span):
+    """(start, end) of `span` positions in the middle of `length`: (10, 4) -> (3, 7)."""
+    if not 1 <= span <= length - 2:
+        raise ValueError(f"span must be 1 to {length - 2}: a given token on either side")
+    start = (length - span) // 2
+    return start, start + span
+
+
+def span_recovery(predicted, truth) -> dict:
+    """How much of the true span came back: predicted and truth (N, S) long.
+
+    [[1, 2], [3, 4]] against [[1, 2], [3, 5]] -> exact_match 0.5 (rows entirely right),
+    token_accuracy 0.75 (tokens right).
+    """
+    right = predicted == truth  # (N, S) bool
+    return {
+        "exact_match": right.all(dim=1).double().mean().item(),
+        "token_accuracy": right.double().mean().item(),
+    }
+
+
+def infill_recovery(
+    model,
+    passages,
+    *,
+    span,
+    steps,
+    method="ancestral",
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    seed=0,
+) -> dict:
+    """Mask the middle `span` tokens of every passage (N, L), let the MDLM fill them, score them.
+
+    All other tokens are given (sample's `fixed`), so the model sees both sides of the gap.
+    Returns span_recovery's numbers, nfe, seconds, and the filled passages (N, L) as "tokens".
+    """
+    passages = torch.as_tensor(passages, dtype=torch.long)  # (N, L)
+    start, end = middle_span(passages.size(1), span)
+    fixed = passages.clone()
+    fixed[:, start:end] = model.config.mask_id
+    result = sample(
+        model,
+        num_samples=len(passages),
+        fixed=fixed,
+        steps=steps,
+        method=method,
+        temperature=temperature,
+        top_k=top_k,
+        top_p=top_p,
+        seed=seed,
+    )
+    recovered = span_recovery(result.tokens[:, start:end], passages[:, start:end])
+    return {**recovered, "nfe": result.nfe, "seconds": result.seconds, "tokens": result.tokens}
+
+
+def prefix_recovery(model, passages, *, span) -> dict:
+    """The autoregressive reference for infill_recovery: the twin continues each passage's
+    prefix greedily for `span` tokens. It sees only the text before the gap, never after."""
+    passages = torch.as_tensor(passages, dtype=torch.long)  # (N, L)
+    start, end = middle_span(passages.size(1), span)
+    result = ar_sample(
+        model, num_samples=len(passages), length=end, prompt=passages[:, :start], temperature=0.0
+    )
+    recovered = span_recovery(result.tokens[:, start:end], passages[:, start:end])
+    return {**recovered, "nfe": result.nfe, "seconds": result.seconds, "tokens": result.tokens}
+
+
+SOURCE_SHA256 = "018b8c228b215854ebbf4c9a56e5d9754dcc6c66bdeeff9183be6f0d8f22db2b"

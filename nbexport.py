@@ -115,7 +115,8 @@ class KernelExporter:
 
     Cells are keyed by the front end's cell id, so re-running an edited cell replaces its old
     text instead of adding a second copy; the order is the order in which cells first ran,
-    which is notebook order after Restart & Run All.
+    which is notebook order after Restart & Run All. Without ids (papermill) the key is the
+    cell's text.
     """
 
     def __init__(self, notebook_name: str, folder: str | Path = "."):
@@ -133,7 +134,10 @@ class KernelExporter:
         source = result.info.raw_cell
         if result.success and is_exported(source):
             cleaned = clean_cell(source)
-            key = result.info.cell_id or cleaned.split("\n", 1)[0]  # no id outside Jupyter
+            # Outside Jupyter (papermill, IPython) there is no cell id, and each cell runs once:
+            # key by the whole text. Subtle: a first-line key would merge two cells that both
+            # start with, say, @torch.no_grad(), and silently drop one from the module.
+            key = result.info.cell_id or cleaned
             self.cells[key] = cleaned
 
     def write(self) -> str:

@@ -8,11 +8,14 @@ its derivative `alpha_prime`, `mask_tokens`, the BPE tokenizer and `sample`. Whe
 involved, the network is a tiny untrained one: how many positions a step reveals, and how often
 the cached sampler calls the network, do not depend on the weights.
 
-Left out on purpose: figures of training runs (loss curves, samples, quality against steps).
-They need a trained checkpoint and come from train_model.ipynb and sampling.ipynb.
+One figure comes from real runs without needing their checkpoints: `loss_curves.png`, the
+validation bits per byte of every committed run in results/*.json against the tokens it had
+seen, MDLM beside its autoregressive twin. Left out on purpose: samples and quality against
+steps, which need a trained checkpoint and come from sampling.ipynb.
 """
 
 import argparse
+import json
 import math
 import sys
 from pathlib import Path
@@ -167,6 +170,43 @@ def cache_calls(path: Path, seq_len: int = 256) -> None:
     save(fig, path)
 
 
+def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
+    """Validation bits per byte against tokens seen, every run in results/, a panel per corpus.
+
+    MDLM's figure is an upper bound (the NELBO), the AR twin's an exact NLL: the gap between the
+    curves is at most the true gap between the models. The grey line is the unigram baseline.
+    """
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))]
+    runs = [r for r in runs if "history" in r and r["history"].get("val_bpb")]
+    corpora = sorted({Path(r["data"]).stem for r in runs})
+    if not corpora:
+        print(f"skipped {path.name}: no run metrics in {results}")
+        return
+    fig, axes = plt.subplots(1, len(corpora), figsize=(5.2 * len(corpora), 3.8), squeeze=False)
+    styles = {
+        ("mdlm", True): ("C0", "-"),
+        ("mdlm", False): ("C0", ":"),
+        ("ar", False): ("C3", "--"),
+    }
+    for ax, corpus in zip(axes[0], corpora):
+        for run in (r for r in runs if Path(r["data"]).stem == corpus):
+            history, settings = run["history"], run["settings"]
+            tokens_per_step = settings["batch_size"] * settings["grad_accum"] * settings["seq_len"]
+            tokens = [step * tokens_per_step / 1e6 for step in history["val_step"]]
+            colour, line = styles[run["objective"], run["time_conditioning"]]
+            label = {"mdlm": "MDLM (bound)", "ar": "AR twin (exact)"}[run["objective"]]
+            if run["objective"] == "mdlm" and not run["time_conditioning"]:
+                label = "MDLM, no time conditioning"
+            label += f": {run['val_bpb']:.3f}"
+            ax.plot(tokens, history["val_bpb"], line, color=colour, marker=".", label=label)
+        unigram = runs[[Path(r["data"]).stem for r in runs].index(corpus)]["unigram_bpb"]
+        ax.axhline(unigram, color="grey", lw=1, label=f"unigram baseline: {unigram:.3f}")
+        ax.set(title=corpus, xlabel="training tokens seen (millions)", ylabel="val bits per byte")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    save(fig, path)
+
+
 def save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: stable files
@@ -180,6 +220,7 @@ FIGURES = {  # file name -> the function that draws it
     "loss_weight.png": loss_weight,
     "reveal_probability.png": reveal_probability,
     "cache_calls.png": cache_calls,
+    "loss_curves.png": loss_curves,
 }
 
 

@@ -1,27 +1,28 @@
 #!/usr/bin/env bash
 # The project's real runs (issue 8), with the parameters that made the committed results.
-# Usage: bash scripts/real_runs.sh QUEUE   (QUEUE = gutenberg or shakespeare; run both at once
-# on a 2-core machine, one torch thread each). DATA points at local copies (offline machine);
-# leave it out to download the corpus instead.
+# Usage: bash scripts/real_runs.sh [QUEUE]   (QUEUE = gutenberg, shakespeare or all, the default)
+# Runs one after another, each with all CPU threads (two runs side by side on a 2-core machine
+# slow each other down about six-fold). DATA points at local copies (this machine is offline);
+# use DATA gutenberg or shakespeare instead to download the corpus.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
-SHARED=../shared/data
+export PYTHONUNBUFFERED=1
+SHARED=${SHARED:-../shared/data}
 mkdir -p runs results
 train() {  # train NAME [papermill parameters...]
     local name=$1; shift
     python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick "$@"
     cp "checkpoints/$name/metrics.json" "results/$name.json"
 }
-case "${1:?gutenberg or shakespeare}" in
-    gutenberg)
-        train mdlm_quick_gutenberg_prose -p DATA "$SHARED/gutenberg_prose.txt"
-        train ar_quick_gutenberg_prose -p DATA "$SHARED/gutenberg_prose.txt" -p OBJECTIVE ar
-        ;;
-    shakespeare)
-        train mdlm_quick_tinyshakespeare -p DATA "$SHARED/tinyshakespeare.txt"
-        train ar_quick_tinyshakespeare -p DATA "$SHARED/tinyshakespeare.txt" -p OBJECTIVE ar
-        train mdlm_notc_quick_tinyshakespeare -p DATA "$SHARED/tinyshakespeare.txt" \
-            -p TIME_CONDITIONING False
-        ;;
+corpus() {  # corpus FILE: MDLM, its AR twin, MDLM without time conditioning
+    local data="$SHARED/$1.txt"
+    train "mdlm_quick_$1" -p DATA "$data"
+    train "ar_quick_$1" -p DATA "$data" -p OBJECTIVE ar
+    train "mdlm_notc_quick_$1" -p DATA "$data" -p TIME_CONDITIONING False
+}
+case "${1:-all}" in
+    gutenberg) corpus gutenberg_prose ;;
+    shakespeare) corpus tinyshakespeare ;;
+    all) corpus gutenberg_prose && corpus tinyshakespeare ;;
+    *) echo "usage: bash scripts/real_runs.sh [gutenberg|shakespeare|all]" >&2; exit 2 ;;
 esac

@@ -353,6 +353,21 @@ def test_results_table_rows_worked_out_by_hand(project):
     assert make_results.update(project, check=True) == []  # now in agreement
 
 
+def test_twin_table_states_the_gap_worked_out_by_hand(project):
+    write_results(
+        project,
+        mdlm_quick_x=metrics(val_bpb=2.2),
+        mdlm_notc_quick_x=metrics(time_conditioning=False, val_bpb=2.5),
+        ar_quick_x=metrics(objective="ar", time_conditioning=False, val_bpb=2.0),
+        mdlm_quick_y=metrics(data="y.txt"),  # no twin on y: no row
+    )
+    make_results.update(project)
+    guide = (project / "learning_guide.md").read_text()
+    # 2.2 / 2.0 - 1 = +10.0%; 2.5 / 2.0 - 1 = +25.0%
+    assert "| x.txt | quick | 2.000 | ≤ 2.200 | +10.0% | ≤ 2.500 | +25.0% |" in guide, guide
+    assert "| y.txt | quick |" not in guide
+
+
 def test_results_check_finds_a_stale_block_and_does_not_write(project):
     write_results(project, mdlm_quick_x=metrics())
     make_results.update(project)

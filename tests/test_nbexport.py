@@ -47,3 +47,43 @@ def test_magics_are_refused(tmp_path):
     write_notebook(notebook, ["#| export\n%matplotlib inline\n"])
     with pytest.raises(ValueError, match="plain Python"):
         nbexport.export(notebook)
+
+
+class FakeInfo:
+    def __init__(self, raw_cell, cell_id=None):
+        self.raw_cell, self.cell_id = raw_cell, cell_id
+
+
+class FakeResult:
+    def __init__(self, raw_cell, cell_id=None, success=True):
+        self.info, self.success = FakeInfo(raw_cell, cell_id), success
+
+
+def recorder() -> "nbexport.KernelExporter":
+    """A KernelExporter without a kernel: only its recording logic is under test."""
+    exporter = object.__new__(nbexport.KernelExporter)
+    exporter.cells = {}
+    return exporter
+
+
+def test_kernel_exporter_keeps_cells_that_share_a_first_line_without_ids():
+    # papermill gives no cell ids; two cells starting with the same decorator must both survive
+    exporter = recorder()
+    first = "#| export\n@torch.no_grad()\ndef a():\n    pass"
+    second = "#| export\n@torch.no_grad()\ndef b():\n    pass"
+    for source in (first, second, "x = 1", first):  # not exported; a repeat adds nothing
+        exporter._record(FakeResult(source))
+    assert list(exporter.cells.values()) == [
+        nbexport.clean_cell(first),
+        nbexport.clean_cell(second),
+    ]
+
+
+def test_kernel_exporter_replaces_an_edited_cell_by_its_id_and_skips_failures():
+    exporter = recorder()
+    exporter._record(FakeResult("#| export\ndef a():\n    return 1", cell_id="c1"))
+    exporter._record(FakeResult("#| export\ndef a():\n    return 2", cell_id="c1"))
+    exporter._record(FakeResult("#| export\ndef broken(", cell_id="c2", success=False))
+    assert list(exporter.cells.values()) == [
+        nbexport.clean_cell("#| export\ndef a():\n    return 2")
+    ]

@@ -11,21 +11,39 @@ import os
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import run_notebook
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bpe_tokenizer import BPETokenizer
-from mdlm_model import CheckpointError, ModelConfig, Transformer, alpha
+from mdlm_model import (
+    CheckpointError,
+    ModelConfig,
+    Transformer,
+    alpha,
+    load_model,
+    save_checkpoint,
+)
 from mdlm_sampling import (
     METHODS,
+    ar_sample,
+    causal_forward,
+    checkpoints_newest_first,
     decode_with_masks,
     distinct_n,
+    generative_perplexity,
+    infill_recovery,
+    load_judge,
     make_fixed,
+    middle_span,
     newest_checkpoint,
     ngram_entropy,
+    prefix_recovery,
     sample,
     sample_quality,
+    sequence_nll,
+    span_recovery,
     token_distribution,
     windows,
 )
@@ -34,13 +52,13 @@ V, MASK = 24, 23  # a tiny vocabulary whose last id is the mask
 L = 16  # the tiny model's seq_len
 
 
-def tiny_model(seq_len=L, time_conditioning=False, causal=False):
+def tiny_model(seq_len=L, time_conditioning=False, causal=False, n_layer=1):
     torch.manual_seed(0)
     config = ModelConfig(
         vocab_size=V,
         mask_id=MASK,
         seq_len=seq_len,
-        n_layer=1,
+        n_layer=n_layer,
         n_head=2,
         d_model=32,
         time_conditioning=time_conditioning,
@@ -307,23 +325,318 @@ def test_metrics_by_hand():
     assert sample_quality(tokens)["generative_perplexity"] is None
 
 
-def test_newest_checkpoint(tmp_path):
+def save_tiny(path, tokenizer, causal=False, age=0):
+    """A real checkpoint of a tiny model at path, modified `age` seconds before 1e9."""
+    save_checkpoint(path, model=tiny_model(causal=causal), tokenizer=tokenizer)
+    os.utime(path, (1e9 - age, 1e9 - age))
+    return path
+
+
+def test_newest_checkpoint_finds_the_newest_of_each_kind(tmp_path, tokenizer):
     with pytest.raises(CheckpointError, match="run train_model.ipynb first"):
         newest_checkpoint(tmp_path)
-    for age, folder in enumerate(["b/c", "a", "d"]):  # b/c is the newest, d the oldest
-        path = tmp_path / folder / "ckpt.pt"
-        path.parent.mkdir(parents=True)
-        path.write_bytes(b"")
-        os.utime(path, (1e9 - age, 1e9 - age))
-    assert newest_checkpoint(tmp_path) == tmp_path / "b/c" / "ckpt.pt"
+    other = BPETokenizer.train("other text entirely. " * 20, vocab_size=256 + 3 + 4)
+    corrupt = tmp_path / "corrupt" / "ckpt.pt"  # the newest file of all, but unreadable
+    corrupt.parent.mkdir()
+    corrupt.write_bytes(b"not a checkpoint")
+    twin_other = save_tiny(tmp_path / "twin_other/ckpt.pt", other, causal=True, age=1)
+    twin = save_tiny(tmp_path / "runs/twin/ckpt.pt", tokenizer, causal=True, age=2)
+    mdlm = save_tiny(tmp_path / "b/c/ckpt.pt", tokenizer, age=3)
+    save_tiny(tmp_path / "a/ckpt.pt", tokenizer, age=4)  # an older MDLM
+    assert newest_checkpoint(tmp_path) == mdlm  # the twins and the corrupt file are newer
+    assert newest_checkpoint(tmp_path, causal=True) == twin_other
+    assert checkpoints_newest_first(tmp_path, causal=True) == [twin_other, twin]
+    assert checkpoints_newest_first(tmp_path, causal=True, tokenizer=tokenizer) == [twin]
+    assert checkpoints_newest_first(tmp_path / "a", causal=True) == []
+
+
+def test_load_judge_wants_a_twin_with_the_same_tokenizer(tmp_path, tokenizer):
+    twin = save_tiny(tmp_path / "twin.pt", tokenizer, causal=True)
+    assert load_judge(twin, tokenizer).config.causal
+    with pytest.raises(CheckpointError, match="autoregressive twin"):
+        load_judge(save_tiny(tmp_path / "mdlm.pt", tokenizer), tokenizer)
+    other = BPETokenizer.train("other text entirely. " * 20, vocab_size=256 + 3 + 4)
+    with pytest.raises(CheckpointError, match="another tokenizer"):
+        load_judge(twin, other)
+
+
+# ---- the autoregressive twin: KV cache, sampler, judge, infilling ----
+
+
+@pytest.fixture(scope="module")
+def twin():
+    """A tiny random twin with two blocks, so that the cache must keep each block's own keys.
+
+    Its weights are scaled up until its distributions are peaked: at GPT-2's initial scale they
+    are nearly uniform, and a sampler that fed it slightly wrong logits would still draw the
+    same tokens.
+    """
+    model = tiny_model(causal=True, n_layer=2)
+    with torch.no_grad():
+        for weight in model.parameters():
+            weight.mul_(20 if weight.dim() == 2 else 1)
+    return model
+
+
+def random_tokens(num_rows, length, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, MASK, (num_rows, length), generator=generator)  # never the mask
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(1, L - 1), unique=True, max_size=4))
+def test_kv_cache_gives_the_full_forward_pass(twin, cuts):
+    """Any split of the text into calls (a prefill, then chunks of any length) gives the logits
+    of one ordinary forward pass: the shifted causal mask and RoPE at the right positions."""
+    tokens = random_tokens(2, L)  # (2, L)
+    bounds = [0, *sorted(cuts), L]
+    cache = []
+    with torch.no_grad():
+        full = twin(tokens)  # (2, L, V)
+        pieces = [
+            causal_forward(twin, tokens[:, a:b], cache, a) for a, b in zip(bounds, bounds[1:])
+        ]
+    assert len(cache) == 2 and cache[1][0].shape == (2, 2, L, 16)  # (B, nh, L, hd) per block
+    assert torch.allclose(torch.cat(pieces, dim=1), full, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "knobs",
+    [dict(temperature=0.0), dict(temperature=1.0), dict(top_p=0.9), dict(top_k=5, temperature=0.7)],
+    ids=["greedy", "temperature 1", "top-p", "top-k"],
+)
+def test_cached_ar_sampler_equals_the_uncached_one(twin, knobs):
+    prompt = random_tokens(3, 4, seed=1)  # (3, 4): a different prompt in each row
+    cached, plain = (
+        ar_sample(twin, num_samples=3, length=L, prompt=prompt, seed=5, use_cache=c, **knobs)
+        for c in (True, False)
+    )
+    assert torch.equal(cached.tokens, plain.tokens)
+    assert cached.tokens.shape == (3, L) and torch.equal(cached.tokens[:, :4], prompt)
+    assert cached.nfe == plain.nfe == L - 4
+
+
+def test_greedy_ar_sampling_is_the_argmax_of_the_full_forward_pass(twin):
+    """Worked without the sampler: append the argmax of the last position, L - 3 times."""
+    tokens = torch.tensor([[3, 1, 4]])
+    for _ in range(L - 3):
+        with torch.no_grad():
+            best = twin(tokens)[:, -1].argmax(-1)  # (1,)
+        tokens = torch.cat([tokens, best[:, None]], dim=1)
+    assert torch.equal(ar_sample(twin, length=L, prompt=[3, 1, 4], temperature=0.0).tokens, tokens)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+@pytest.mark.parametrize("prompt_length, length", [(1, L), (5, 9), (7, 7)])
+def test_ar_sampler_counts_its_network_calls(twin, use_cache, prompt_length, length):
+    """By hand: the prefill sees the prompt, then the cached sampler feeds one token per call
+    and the plain one the whole prefix: prompt 5, length 9 -> [5, 1, 1, 1] or [5, 6, 7, 8]."""
+    seen = []
+    hook = twin.embed.register_forward_hook(lambda module, args, out: seen.append(args[0].size(1)))
+    try:
+        prompt = random_tokens(1, prompt_length)[0]
+        result = ar_sample(twin, length=length, prompt=prompt, use_cache=use_cache)
+    finally:
+        hook.remove()
+    new_tokens = length - prompt_length
+    if use_cache:
+        expected = [prompt_length] + [1] * (new_tokens - 1) if new_tokens else []
+    else:
+        expected = list(range(prompt_length, length))
+    assert seen == expected and result.nfe == new_tokens
+    assert result.tokens.shape == (1, length)
+
+
+def test_ar_sampler_starts_from_start_id(twin):
+    result = ar_sample(twin, num_samples=4, length=6, start_id=7, seed=2)
+    assert result.tokens.shape == (4, 6) and (result.tokens[:, 0] == 7).all()
+    assert not (result.tokens == MASK).any()  # SUBS: the twin never writes the mask
+    assert not torch.equal(result.tokens[0], result.tokens[1])  # the rows draw their own tokens
+
+
+@pytest.mark.parametrize(
+    "model_kind, arguments, message",
+    [
+        ("mdlm", dict(length=8, start_id=1), "this is an MDLM: use sample"),
+        ("time-conditioned twin", dict(length=8, start_id=1), "time-conditioned"),
+        ("twin", dict(length=8), "either prompt or start_id"),
+        ("twin", dict(length=8, start_id=1, prompt=[1]), "either prompt or start_id"),
+        ("twin", dict(length=L + 1, start_id=1), "seq_len"),
+        ("twin", dict(length=2, prompt=[1, 2, 3]), "1 <= P <= 2"),
+        ("twin", dict(length=8, prompt=torch.ones(2, 3, dtype=torch.long)), r"\(1, P\)"),
+        ("twin", dict(length=8, start_id=1, temperature=-1.0), "temperature"),
+        ("twin", dict(length=8, start_id=1, top_p=0.0), "top_p"),
+    ],
+)
+def test_ar_sampler_refuses(twin, model_kind, arguments, message):
+    model = {
+        "mdlm": lambda: tiny_model(),
+        "time-conditioned twin": lambda: tiny_model(causal=True, time_conditioning=True),
+        "twin": lambda: twin,
+    }[model_kind]()
+    with pytest.raises(ValueError, match=message):
+        ar_sample(model, **arguments)
+
+
+@settings(max_examples=20, deadline=None)
+@given(position=st.integers(0, L - 1), token=st.integers(0, MASK - 1))
+def test_causal_attention_looks_left_only(twin, position, token):
+    """Changing token `position` leaves the logits before it as they were; the bidirectional
+    MDLM, the control, changes them."""
+    tokens = random_tokens(1, L)
+    changed = tokens.clone()
+    changed[0, position] = (tokens[0, position] + 1 + token % (MASK - 1)) % MASK  # another one
+    mdlm = tiny_model()
+    with torch.no_grad():
+        before, after = twin(tokens), twin(changed)
+        mdlm_before, mdlm_after = mdlm(tokens, None), mdlm(changed, None)
+    assert torch.equal(before[:, :position], after[:, :position])
+    assert not torch.allclose(before[:, position], after[:, position])
+    if position > 0:
+        assert not torch.allclose(mdlm_before[:, :position], mdlm_after[:, :position])
+
+
+@settings(max_examples=20, deadline=None)
+@given(num_rows=st.integers(1, 10), length=st.integers(2, L), seed=st.integers(0, 100))
+def test_generative_perplexity_is_exp_of_the_mean_nll(twin, num_rows, length, seed):
+    tokens = random_tokens(num_rows, length, seed)
+    with torch.no_grad():
+        logits = twin(tokens)  # (B, L, V)
+    per_token = F.cross_entropy(logits[:, :-1].transpose(1, 2), tokens[:, 1:], reduction="none")
+    nll = sequence_nll(twin, tokens)  # batches of 8: ten rows take two
+    assert nll.shape == (num_rows,)
+    assert torch.allclose(nll, per_token.mean(dim=1).double(), atol=1e-6)
+    expected = math.exp(per_token.mean().item())
+    assert generative_perplexity(twin, tokens) == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_judge_that_knows_nothing_gives_the_number_of_tokens():
+    """By hand: with a zero embedding every logit is 0, so each of the V - 1 = 23 tokens other
+    than the mask has probability 1/23, and the perplexity is exactly 23."""
+    judge = tiny_model(causal=True)
+    with torch.no_grad():
+        judge.embed.weight.zero_()
+    assert generative_perplexity(judge, random_tokens(3, L)) == pytest.approx(V - 1)
+
+
+@pytest.mark.parametrize(
+    "judge_kind, tokens, message",
+    [
+        ("mdlm", random_tokens(1, 4), "autoregressive twin"),
+        ("twin", torch.tensor([[1, MASK, 2]]), "masks"),
+        ("twin", torch.tensor([[1]]), "rows of 1 tokens"),
+        ("twin", random_tokens(1, L + 1), "rows of 17 tokens"),
+    ],
+)
+def test_sequence_nll_refuses(twin, judge_kind, tokens, message):
+    judge = twin if judge_kind == "twin" else tiny_model()
+    with pytest.raises(ValueError, match=message):
+        sequence_nll(judge, tokens)
+
+
+@pytest.mark.parametrize(
+    "length, span, expected", [(10, 4, (3, 7)), (16, 8, (4, 12)), (5, 3, (1, 4)), (7, 2, (2, 4))]
+)
+def test_middle_span_by_hand(length, span, expected):
+    assert middle_span(length, span) == expected
+
+
+@pytest.mark.parametrize("span", [0, 9])
+def test_middle_span_needs_a_given_token_on_each_side(span):
+    with pytest.raises(ValueError, match="span must be 1 to 8"):
+        middle_span(10, span)
+
+
+@pytest.mark.parametrize(
+    "predicted, exact_match, token_accuracy",
+    [
+        ([[1, 2], [3, 4]], 1.0, 1.0),  # the truth itself
+        ([[1, 2], [3, 5]], 0.5, 0.75),  # one row right, three tokens of four
+        ([[2, 1], [4, 3]], 0.0, 0.0),  # the right tokens in the wrong places count nothing
+    ],
+)
+def test_span_recovery_by_hand(predicted, exact_match, token_accuracy):
+    got = span_recovery(torch.tensor(predicted), torch.tensor([[1, 2], [3, 4]]))
+    assert got == {"exact_match": exact_match, "token_accuracy": token_accuracy}
+
+
+class Oracle(torch.nn.Module):
+    """An MDLM stand-in that is sure of `answer[l]` at every position l, whatever it sees."""
+
+    def __init__(self, answer):
+        super().__init__()
+        self.config = ModelConfig(vocab_size=V, mask_id=MASK, seq_len=L, time_conditioning=False)
+        self.register_buffer("logits", 10 * F.one_hot(answer, V).float())  # (L, V)
+        self.unused = torch.nn.Parameter(torch.zeros(1))  # sample() asks for its device
+
+    def forward(self, z, t=None):
+        return self.logits.expand(len(z), -1, -1)  # (B, L, V)
+
+
+def test_infill_recovery_scores_what_the_model_fills_in():
+    """Rows worked by hand, gap at positions 4 to 11: the oracle's answer, one token off, all
+    off -> exact match 1/3, token accuracy (8 + 7 + 0) / 24."""
+    answer = random_tokens(1, L, seed=3)[0]  # (L,)
+    passages = answer.expand(3, -1).clone()  # (3, L)
+    passages[1, 6] = (answer[6] + 1) % MASK
+    passages[2, 4:12] = (answer[4:12] + 1) % MASK
+    passages[:, :4] = torch.arange(4)  # given tokens the oracle disagrees with: they must stay
+    result = infill_recovery(Oracle(answer), passages, span=8, steps=8, temperature=0.0)
+    assert result["exact_match"] == pytest.approx(1 / 3)
+    assert result["token_accuracy"] == pytest.approx(15 / 24)
+    assert torch.equal(result["tokens"][:, :4], passages[:, :4])
+    assert torch.equal(result["tokens"][:, 12:], passages[:, 12:])
+    assert torch.equal(result["tokens"][:, 4:12], answer[4:12].expand(3, -1))
+    assert 1 <= result["nfe"] <= 8
+
+
+def test_prefix_recovery_continues_the_prefix_greedily(twin):
+    passages = random_tokens(2, L, seed=4)
+    result = prefix_recovery(twin, passages, span=6)  # the gap is positions 5 to 10
+    greedy = ar_sample(twin, num_samples=2, length=11, prompt=passages[:, :5], temperature=0.0)
+    assert torch.equal(result["tokens"], greedy.tokens)  # it never looks past the gap
+    assert result["nfe"] == 6
+    recovered = span_recovery(greedy.tokens[:, 5:11], passages[:, 5:11])
+    assert {k: result[k] for k in recovered} == recovered
+
+
+@pytest.fixture
+def smoke_twin(smoke_checkpoint, tmp_path):
+    """A random autoregressive twin with the smoke model's tokenizer: a judge for the notebook."""
+    _, tokenizer, checkpoint = load_model(smoke_checkpoint)
+    mdlm_config = checkpoint["model_config"]
+    config = ModelConfig(
+        vocab_size=mdlm_config["vocab_size"],
+        mask_id=mdlm_config["mask_id"],
+        seq_len=mdlm_config["seq_len"],
+        n_layer=1,
+        n_head=2,
+        d_model=32,
+        time_conditioning=False,
+        causal=True,
+    )
+    path = tmp_path / "twin" / "ckpt.pt"
+    save_checkpoint(path, model=Transformer(config), tokenizer=tokenizer)
+    return path
 
 
 @pytest.mark.slow
-def test_notebook_runs_in_smoke_mode(smoke_checkpoint, tmp_path):
+def test_notebook_runs_in_smoke_mode(smoke_checkpoint, smoke_twin, tmp_path):
     out_dir = tmp_path / "out"
     run_notebook(
-        "sampling.ipynb", tmp_path, RUN_MODE="smoke", CHECKPOINT=smoke_checkpoint, OUT_DIR=out_dir
+        "sampling.ipynb",
+        tmp_path,
+        RUN_MODE="smoke",
+        CHECKPOINT=smoke_checkpoint,
+        JUDGE=smoke_twin,
+        OUT_DIR=out_dir,
     )
     figures = json.loads((out_dir / "sampling_figures.json").read_text())
     assert figures["masks_left"] == 0
     assert (out_dir / "denoising.gif").stat().st_size > 0
+    assert figures["judge"] == str(smoke_twin)
+    rows = figures["sweep"] + figures["autoregressive_reference"]
+    assert [row["method"] for row in figures["autoregressive_reference"]] == ["AR t=1", "AR p=0.9"]
+    assert all(math.isfinite(row["generative_perplexity"]) for row in rows)
+    if figures["infill_recovery"] is not None:  # held-out text is on this machine
+        assert {"MDLM, both sides", "AR twin, prefix only"} <= figures["infill_recovery"].keys()
