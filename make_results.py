@@ -5,7 +5,7 @@
 
 The numbers come from files, never from a keyboard. A training run's metrics are the
 metrics.json that train_model.ipynb writes into its OUT_DIR, copied to results/<run_name>.json;
-sampling.ipynb's sampling_figures.json can sit there too (results/<name>.json), and gets a
+sampling.ipynb's sampling_metrics.json can sit there too (results/<name>.json), and gets a
 table of its own. Each file may carry two keys of its own, added by whoever copies it:
 "machine" (what the run ran on, say "2-core Linux CPU"), and "command" (the exact command, when
 the one rebuilt here from the metrics would be wrong).
@@ -63,7 +63,7 @@ def load_results(folder: Path) -> tuple[list, list]:
         else:
             raise ValueError(
                 f"{path} is neither a training run's metrics.json (no objective, val_bpb, "
-                "unigram_bpb) nor sampling.ipynb's sampling_figures.json (no sweep)"
+                "unigram_bpb) nor sampling.ipynb's sampling_metrics.json (no sweep)"
             )
     return training, sampling
 

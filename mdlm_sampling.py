@@ -36,17 +36,23 @@ def peek_checkpoint(path) -> dict | None:
         return None
 
 
-def checkpoints_newest_first(root="checkpoints", *, causal=False, tokenizer=None) -> list[Path]:
+def checkpoints_newest_first(
+    root="checkpoints", *, causal=False, tokenizer=None, time_conditioning=None
+) -> list[Path]:
     """The ckpt.pt files under `root` (searched recursively), the most recently modified first.
 
     causal=False keeps the MDLMs, causal=True the autoregressive twins; with a tokenizer, only
-    the checkpoints trained with it. Files that are not readable checkpoints are passed over:
-    name one directly (CHECKPOINT, JUDGE) to see what is wrong with it.
+    the checkpoints trained with it; with time_conditioning True or False, only those models.
+    Files that are not readable checkpoints are passed over: name one directly (CHECKPOINT,
+    JUDGE) to see what is wrong with it.
     """
     found = []
     for path in Path(root).rglob("ckpt.pt"):
         peeked = peek_checkpoint(path)
         if peeked is None or bool(peeked["model_config"].get("causal")) != causal:
+            continue
+        conditioned = bool(peeked["model_config"].get("time_conditioning"))
+        if time_conditioning is not None and conditioned != time_conditioning:
             continue
         if tokenizer is None or peeked["tokenizer"] == tokenizer.to_json():
             found.append(path)
@@ -591,4 +597,4 @@ def prefix_recovery(model, passages, *, span) -> dict:
     return {**recovered, "nfe": result.nfe, "seconds": result.seconds, "tokens": result.tokens}
 
 
-SOURCE_SHA256 = "018b8c228b215854ebbf4c9a56e5d9754dcc6c66bdeeff9183be6f0d8f22db2b"
+SOURCE_SHA256 = "e290db4577332b47f7075359a257cf28c81f4ec62daa514a9447f08e93b34e37"

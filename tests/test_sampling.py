@@ -325,9 +325,10 @@ def test_metrics_by_hand():
     assert sample_quality(tokens)["generative_perplexity"] is None
 
 
-def save_tiny(path, tokenizer, causal=False, age=0):
+def save_tiny(path, tokenizer, causal=False, age=0, time_conditioning=False):
     """A real checkpoint of a tiny model at path, modified `age` seconds before 1e9."""
-    save_checkpoint(path, model=tiny_model(causal=causal), tokenizer=tokenizer)
+    model = tiny_model(causal=causal, time_conditioning=time_conditioning)
+    save_checkpoint(path, model=model, tokenizer=tokenizer)
     os.utime(path, (1e9 - age, 1e9 - age))
     return path
 
@@ -348,6 +349,12 @@ def test_newest_checkpoint_finds_the_newest_of_each_kind(tmp_path, tokenizer):
     assert checkpoints_newest_first(tmp_path, causal=True) == [twin_other, twin]
     assert checkpoints_newest_first(tmp_path, causal=True, tokenizer=tokenizer) == [twin]
     assert checkpoints_newest_first(tmp_path / "a", causal=True) == []
+    conditioned = save_tiny(tmp_path / "tc/ckpt.pt", tokenizer, age=0, time_conditioning=True)
+    assert newest_checkpoint(tmp_path) == conditioned
+    # section 7 looks for an MDLM without time conditioning when the model has it
+    unconditioned = checkpoints_newest_first(tmp_path, tokenizer=tokenizer, time_conditioning=False)
+    assert unconditioned == [mdlm, tmp_path / "a/ckpt.pt"]
+    assert checkpoints_newest_first(tmp_path, time_conditioning=True) == [conditioned]
 
 
 def test_load_judge_wants_a_twin_with_the_same_tokenizer(tmp_path, tokenizer):
@@ -631,7 +638,7 @@ def test_notebook_runs_in_smoke_mode(smoke_checkpoint, smoke_twin, tmp_path):
         JUDGE=smoke_twin,
         OUT_DIR=out_dir,
     )
-    figures = json.loads((out_dir / "sampling_figures.json").read_text())
+    figures = json.loads((out_dir / "sampling_metrics.json").read_text())
     assert figures["masks_left"] == 0
     assert (out_dir / "denoising.gif").stat().st_size > 0
     assert figures["judge"] == str(smoke_twin)
