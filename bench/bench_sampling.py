@@ -31,10 +31,20 @@ from mdlm_model import CheckpointError, load_model, pick_device  # noqa: E402
 from mdlm_sampling import METHODS, newest_checkpoint, sample  # noqa: E402
 
 
-def measure(model, method, steps, num_samples, repeats):
-    """Medians over `repeats` calls of sample(); each call uses another seed."""
+def warm_up(model, methods, num_samples):
+    """The first calls pay for allocation and kernel choice: make them before timing."""
+    for method in methods:
+        sample(model, num_samples=num_samples, steps=8, method=method)
+
+
+def measure(model, method, steps, num_samples, repeats, **knobs):
+    """Medians over `repeats` calls of sample(); each call uses another seed.
+
+    knobs go to sample() (temperature, top_p, ...). "tokens" holds every call's samples,
+    (repeats x num_samples, seq_len), for quality figures.
+    """
     runs = [
-        sample(model, num_samples=num_samples, steps=steps, method=method, seed=seed)
+        sample(model, num_samples=num_samples, steps=steps, method=method, seed=seed, **knobs)
         for seed in range(repeats)
     ]
     seconds = statistics.median(run.seconds for run in runs)
@@ -44,6 +54,7 @@ def measure(model, method, steps, num_samples, repeats):
         "nfe": statistics.median(run.nfe for run in runs),
         "seconds": seconds,
         "tokens_per_second": num_samples * model.config.seq_len / seconds,
+        "tokens": torch.cat([run.tokens for run in runs]),
     }
 
 
@@ -76,14 +87,14 @@ def main(argv=None):
         f"{torch.get_num_threads()} CPU thread(s); {args.num_samples} sequence(s) per call, "
         f"median of {args.repeats} calls\n"
     )
-    for method in methods:  # warm-up: the first calls pay for allocation and kernel choice
-        sample(model, num_samples=args.num_samples, steps=8, method=method)
+    warm_up(model, methods, args.num_samples)
 
     rows = []
     print(f"{'method':>10} {'steps':>6} {'NFE':>7} {'s/call':>8} {'tokens/s':>9}")
     for method in methods:
         for steps in args.steps:
             row = measure(model, method, steps, args.num_samples, args.repeats)
+            del row["tokens"]  # the samples themselves are not figures
             rows.append(row)
             print(
                 f"{method:>10} {steps:>6} {row['nfe']:>7.0f} {row['seconds']:>8.3f} "

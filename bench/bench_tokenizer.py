@@ -7,10 +7,10 @@ trainer gets the same figures side by side, and a check that both learn the same
     python bench/bench_tokenizer.py                      # ../shared/data/gutenberg_prose.txt
     python bench/bench_tokenizer.py --input my.txt --vocab-sizes 4096 8192 --repeats 5 --json o.json
 
-Peak memory is ru_maxrss (resource.getrusage) of a fresh process that does one tokenizer's
-measurements and nothing else: the whole process (interpreter, corpus, ids), so it also sees
-Rust allocations, which tracemalloc cannot. "Encode, cold" starts from an empty chunk cache
-(unseen text); "warm" encodes the same text again, so every chunk is a cache hit.
+Peak memory is the peak resident set (VmHWM, else ru_maxrss) of a fresh process that does one
+tokenizer's measurements and nothing else: the whole process (interpreter, corpus, ids), so it
+also sees Rust allocations, which tracemalloc cannot. "Encode, cold" starts from an empty
+chunk cache (unseen text); "warm" encodes the same text again, so every chunk is a cache hit.
 tokenizers trains on the corpus's lines (so it can use both cores) with its stock GPT-2 split,
 hence its different bytes per token. The merge check trains it again with our split on the
 whole text as one item: it learns the same set of merges, and the ranks differ only where two
@@ -22,13 +22,12 @@ tokenizers' faster batch calls (encode_batch_fast): both tokenizers encode the c
 
 import argparse
 import json
-import multiprocessing
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
 
@@ -66,8 +65,21 @@ def figures(text, vocab_sizes, repeats, train, reload, encode, decode):
     out["decode (MB/s)"] = megabytes / seconds
     out["bytes per token"] = megabytes * 1e6 / len(ids)
     out["exact round trip"] = decoded == text
-    out["peak RSS (MB)"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    out["peak RSS (MB)"] = peak_rss_megabytes()
     return out
+
+
+def peak_rss_megabytes():
+    """
+    This process's peak resident memory. subtle: Linux's ru_maxrss keeps the peak of whatever
+    this process was before exec, so a child of a big process (run_all.py holds torch) would
+    report its parent's size; VmHWM counts only this program's own memory.
+    """
+    status = Path("/proc/self/status")
+    for line in status.read_text().splitlines() if status.exists() else []:
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def ours(path, vocab_sizes, repeats):
@@ -141,10 +153,50 @@ def same_merges(text, vocab_size):
 
 
 def in_fresh_process(fn, *args):
-    """Run fn(*args) in a new interpreter, so that its peak memory is its own."""
-    spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-        return pool.submit(fn, *args).result()
+    """
+    Run fn(*args) of this file in a new interpreter, so that its peak memory is its own; the
+    arguments and the result travel as JSON. subtle: not multiprocessing's spawn, whose child
+    imports the caller's main module too (run_all.py's imports torch: +200 MB of RSS).
+    """
+    code = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); import bench_tokenizer; "
+        "result = getattr(bench_tokenizer, sys.argv[2])(*json.loads(sys.argv[3])); "
+        "print(json.dumps(result))"
+    )
+    command = [
+        sys.executable,
+        "-c",
+        code,
+        str(Path(__file__).parent),
+        fn.__name__,
+        json.dumps(args),
+    ]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return json.loads(output.splitlines()[-1])
+
+
+SAME_MERGES = "same merges as tokenizers with our split"
+
+
+def measure(path, vocab_sizes, repeats, check_merges=True):
+    """
+    {tokenizer name: figures} for bpe_tokenizer and, when importable, tokenizers; with both and
+    check_merges, also SAME_MERGES: {"set": same set of merges, "rank": "k/n at the same rank"}.
+    """
+    settings = (path, vocab_sizes, repeats)
+    results = {"bpe_tokenizer (Python)": in_fresh_process(ours, *settings)}
+    try:
+        import tokenizers
+    except ImportError:
+        return results
+    results[f"tokenizers {tokenizers.__version__} (Rust)"] = in_fresh_process(
+        huggingface, *settings
+    )
+    if check_merges:
+        text = Path(path).read_text(encoding="utf-8")
+        same_set, same_rank = same_merges(text, max(vocab_sizes))
+        results[SAME_MERGES] = {"set": same_set, "rank": same_rank}
+    return results
 
 
 def main():
@@ -159,24 +211,18 @@ def main():
     size = Path(args.input).stat().st_size / 1e6
     print(f"corpus {args.input} ({size:.2f} MB), median of {args.repeats} runs")
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (busy = slower)\n")
-    settings = (args.input, args.vocab_sizes, args.repeats)
-    results = {"bpe_tokenizer (Python)": in_fresh_process(ours, *settings)}
-    try:
-        import tokenizers
-    except ImportError:
+    results = measure(args.input, args.vocab_sizes, args.repeats)
+    columns = {name: figures for name, figures in results.items() if name != SAME_MERGES}
+    if len(columns) == 1:
         print("(tokenizers is not installed: showing bpe_tokenizer alone)")
-    else:
-        name = f"tokenizers {tokenizers.__version__} (Rust)"
-        results[name] = in_fresh_process(huggingface, *settings)
     show = lambda cell: f"{cell!s:>28}" if isinstance(cell, bool) else f"{cell:>28.2f}"
-    print(f"{'':24}" + "".join(f"{name:>28}" for name in results))
-    for row in next(iter(results.values())):
-        print(f"{row:24}" + "".join(show(results[name][row]) for name in results))
-    if len(results) > 1:
-        text = Path(args.input).read_text(encoding="utf-8")
-        same_set, same_rank = same_merges(text, max(args.vocab_sizes))
-        results["same merges as tokenizers with our split"] = {"set": same_set, "rank": same_rank}
-        print(f"\nsame merges as tokenizers, split like ours: {same_set}, same rank: {same_rank}")
+    print(f"{'':24}" + "".join(f"{name:>28}" for name in columns))
+    for row in next(iter(columns.values())):
+        print(f"{row:24}" + "".join(show(columns[name][row]) for name in columns))
+    if SAME_MERGES in results:
+        same = results[SAME_MERGES]
+        print(f"\nsame merges as tokenizers, split like ours: {same['set']}, ", end="")
+        print(f"same rank: {same['rank']}")
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")

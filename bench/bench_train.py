@@ -40,6 +40,67 @@ def peak_flops(device: torch.device) -> float | None:
     return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that the clock measures it."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def measure(
+    config: M.ModelConfig,
+    *,
+    batch: int,
+    device: torch.device,
+    compile_model: bool = False,
+    steps: int = 5,
+    warmup: int = 2,
+) -> dict:
+    """Time `steps` optimizer steps after `warmup` untimed ones; return the figures as a dict."""
+    dtype = M.pick_precision(device)
+    model = M.Transformer(config).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
+    scaler = M.make_scaler(device, dtype)
+    step_model = torch.compile(model) if compile_model else model
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(config.vocab_size - 1, (1_000_000,))
+
+    seconds = []
+    for step in range(warmup + steps):
+        started = time.perf_counter()
+        x0 = M.get_batch(ids, batch, config.seq_len, generator).to(device)
+        with M.autocast(device, dtype):
+            loss = M.loss_on_batch(step_model, x0, generator)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        synchronize(device)
+        if step >= warmup:
+            seconds.append(time.perf_counter() - started)
+
+    median = statistics.median(seconds)
+    flops = flops_per_token(model)
+    tokens_per_s = batch * config.seq_len / median
+    peak = peak_flops(device)
+    return {
+        "device": str(device),
+        "dtype": str(dtype),
+        "compile": compile_model,
+        "threads": torch.get_num_threads(),
+        "config": config,
+        "params": model.num_params(),
+        "flops_per_token": flops,
+        "step_seconds": seconds,
+        "median_step_seconds": median,
+        "tokens_per_second": tokens_per_s,
+        "achieved_flops": tokens_per_s * flops,
+        "peak_flops": peak,
+        "mfu": tokens_per_s * flops / peak if peak else None,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--vocab", type=int, default=66, help="66 = 65 characters + the mask")
@@ -56,53 +117,33 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     args = parser.parse_args()
 
-    device = M.pick_device(args.device)
-    dtype = M.pick_precision(device)
     config = M.ModelConfig(
         vocab_size=args.vocab, mask_id=args.vocab - 1, seq_len=args.seq_len,
         n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model,
-        time_conditioning=not args.no_time_conditioning, causal=args.objective == "ar",
+        time_conditioning=not args.no_time_conditioning and args.objective == "mdlm",
+        causal=args.objective == "ar",  # the AR twin never sees t, as in train_model.ipynb
     )  # fmt: skip
-    model = M.Transformer(config).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
-    scaler = M.make_scaler(device, dtype)
-    step_model = torch.compile(model) if args.compile else model
-    generator = torch.Generator().manual_seed(0)
-    ids = torch.randint(args.vocab - 1, (1_000_000,))
-
-    def synchronize():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        elif device.type == "mps":
-            torch.mps.synchronize()
-
-    seconds = []
-    for step in range(args.warmup + args.steps):
-        started = time.perf_counter()
-        x0 = M.get_batch(ids, args.batch, args.seq_len, generator).to(device)
-        with M.autocast(device, dtype):
-            loss = M.loss_on_batch(step_model, x0, generator)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        synchronize()
-        if step >= args.warmup:
-            seconds.append(time.perf_counter() - started)
-
-    median = statistics.median(seconds)
-    flops = flops_per_token(model)
-    tokens_per_s = args.batch * args.seq_len / median
-    achieved = tokens_per_s * flops
-    print(f"device {device} ({torch.get_num_threads()} threads), {dtype}, compile {args.compile}")
+    device = M.pick_device(args.device)
+    figures = measure(
+        config,
+        batch=args.batch,
+        device=device,
+        compile_model=args.compile,
+        steps=args.steps,
+        warmup=args.warmup,
+    )
+    step_ms = ", ".join(f"{seconds * 1000:.0f}" for seconds in figures["step_seconds"])
+    megaflops = figures["flops_per_token"] / 1e6
+    print(f"device {device} ({figures['threads']} threads), {figures['dtype']}, ", end="")
+    print(f"compile {args.compile}")
     print(f"config {config}")
-    print(f"{model.num_params() / 1e6:.2f}M parameters, {flops / 1e6:.1f} MFLOP/token")
-    print(f"median step {median * 1000:.0f} ms over {args.steps} steps (all: "
-          + ", ".join(f"{s * 1000:.0f}" for s in seconds) + ")")  # fmt: skip
-    print(f"{tokens_per_s:,.0f} tokens/s, {achieved / 1e9:.1f} GFLOP/s achieved")
-    peak = peak_flops(device)
-    if peak:
-        print(f"MFU {achieved / peak:.1%} of {peak / 1e12:.0f} TFLOP/s bf16 peak")
+    print(f"{figures['params'] / 1e6:.2f}M parameters, {megaflops:.1f} MFLOP/token")
+    median_ms = figures["median_step_seconds"] * 1000
+    print(f"median step {median_ms:.0f} ms over {args.steps} steps (all: {step_ms})")
+    gigaflops = figures["achieved_flops"] / 1e9
+    print(f"{figures['tokens_per_second']:,.0f} tokens/s, {gigaflops:.1f} GFLOP/s achieved")
+    if figures["mfu"] is not None:
+        print(f"MFU {figures['mfu']:.1%} of {figures['peak_flops'] / 1e12:.0f} TFLOP/s bf16 peak")
 
 
 if __name__ == "__main__":

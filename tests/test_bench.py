@@ -1,0 +1,116 @@
+"""bench/run_all.py at the tiniest settings: every section runs, and its JSON holds figures.
+
+Only the shape of the report is checked (keys, units, positive figures), never a timing: on a
+shared machine timings are noise. A random AR twin with the smoke model's tokenizer is judge.
+"""
+
+import json
+
+import pytest
+import torch
+
+from bench import run_all
+from mdlm_model import ModelConfig, Transformer, load_model, save_checkpoint
+from mdlm_sampling import METHODS
+
+TINY = {
+    "tokenizer": dict(corpus=str(run_all.ROOT / "tests" / "data" / "tiny.txt"),
+                      vocab_sizes=[260, 300], repeats=1),
+    "train": dict(vocab_size=64, seq_len=16, n_layer=1, n_head=2, d_model=32, batch=2, steps=1,
+                  warmup=1, compile_model=False),
+    "sampling": dict(steps=[2, 8], num_samples=2, repeats=1),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def judge(smoke_checkpoint, tmp_path_factory):
+    """A random AR twin (1 layer) with the smoke MDLM's tokenizer and seq_len."""
+    _, tokenizer, checkpoint = load_model(smoke_checkpoint)
+    mdlm = checkpoint["model_config"]
+    config = ModelConfig(
+        vocab_size=mdlm["vocab_size"],
+        mask_id=mdlm["mask_id"],
+        seq_len=mdlm["seq_len"],
+        n_layer=1,
+        n_head=2,
+        d_model=32,
+        time_conditioning=False,
+        causal=True,
+    )
+    path = tmp_path_factory.mktemp("judge") / "ckpt.pt"
+    save_checkpoint(path, model=Transformer(config), tokenizer=tokenizer)
+    return path
+
+
+@pytest.fixture(scope="module")
+def report(smoke_checkpoint, judge):
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only wait for each other on a busy machine
+    try:
+        result = run_all.run(TINY, checkpoint=smoke_checkpoint, judge=judge, device="cpu")
+    finally:
+        torch.set_num_threads(before)
+    return json.loads(json.dumps(result, default=str))  # what the JSON file would hold
+
+
+def figures(section):
+    return [(r["label"], name, f) for r in section["rows"] for name, f in r["figures"].items()]
+
+
+def test_the_report_describes_the_machine_and_has_every_section(report):
+    assert {"cpu", "cores", "device", "threads", "torch"} <= set(report["machine"])
+    assert list(report["sections"]) == list(run_all.SECTIONS)
+    assert report["seconds"] > 0
+
+
+@pytest.mark.parametrize("section", run_all.SECTIONS)
+def test_every_number_is_positive_and_has_a_unit(report, section):
+    found = figures(report["sections"][section])
+    assert found
+    for label, name, figure in found:
+        if isinstance(figure["value"], bool):  # "exact round trip": a check, not a measure
+            assert figure["value"], (label, name)
+        else:
+            assert figure["value"] > 0 and figure["unit"], (label, name, figure)
+
+
+def test_sampling_has_every_sampler_and_step_count_and_the_ar_model(report):
+    rows = report["sections"]["sampling"]["rows"]
+    timed = {(r["label"], r["figures"]["steps"]["value"]) for r in rows if "NFE" in r["figures"]}
+    diffusion = [m for m in METHODS if m != "cached"]  # the smoke model is time-conditioned
+    assert {(m, s) for m in diffusion for s in TINY["sampling"]["steps"]} < timed
+    assert {"ar, kv cache", "ar, no cache"} < {label for label, _ in timed}
+    assert {"label": "cached", "figures": {}, "note": "n/a (time-conditioned)"} in rows
+
+
+def test_quality_names_a_verdict_for_every_sampler(report):
+    rows = {r["label"]: r for r in report["sections"]["quality"]["rows"]}
+    assert rows["ar, no cache"]["note"] == "same samples as with the cache: True"
+    for method in ("ancestral", "confidence"):
+        verdict = rows[f"{method}, as good as ar"]
+        assert verdict["note"].startswith("none at this size") or verdict["figures"]["speed"]
+
+
+def test_the_table_shows_every_section(report, capsys):
+    run_all.print_report(report)
+    printed = capsys.readouterr().out
+    for section in report["sections"].values():
+        assert section["title"] in printed
+    assert "tokens/s" in printed
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "newest"])
+def test_a_missing_checkpoint_says_how_to_make_one(tmp_path, monkeypatch, named):
+    monkeypatch.setattr(run_all, "ROOT", tmp_path)  # so there is no checkpoints/ to search
+    checkpoint = tmp_path / "none.pt" if named else ""
+    result = run_all.run(TINY, only=["train", "sampling", "quality"], checkpoint=checkpoint)
+    assert figures(result["sections"]["train"])  # the sections that need none still run
+    for section in ("sampling", "quality"):
+        (row,) = result["sections"][section]["rows"]
+        assert "skipped" in row["note"] and "train_model.ipynb" in row["note"]
+        assert named or "--checkpoint" in row["note"]
+
+
+def test_an_unknown_section_is_refused():
+    with pytest.raises(SystemExit):
+        run_all.main(["--only", "tokenizer,speed"])
