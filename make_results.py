@@ -14,6 +14,10 @@ The block sits between the markers START and END below, each on a line of its ow
 block is rewritten. learning_guide.md must have the markers; README.md may lack them (or be
 missing), and is then left alone.
 
+A second block, between PERF_START and PERF_END, holds the benchmark reports that
+`python bench/run_all.py --json bench/reports/<name>.json` wrote, printed as run_all prints
+them, with the command that made each; files without these markers are left alone there.
+
 Left out on purpose: plots (train_model.ipynb and sampling.ipynb draw them from the same
 metrics), and averaging over seeds (one file is one run).
 """
@@ -26,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+PERF_START, PERF_END = "<!-- performance:start -->", "<!-- performance:end -->"
 TARGETS = {"learning_guide.md": True, "README.md": False}  # file -> must it have the markers?
 GENERATED = "<!-- made by make_results.py from results/*.json: edit those, not this block -->"
 HOW_TO = (
@@ -200,33 +205,53 @@ def twin_table(runs: list) -> list[str]:
 
 def sampling_table(name: str, figures: dict) -> list[str]:
     where = figures.get("machine") or figures.get("device", "?")
+    judge = figures.get("judge")
     lines = [
-        f"Samplers of `{figures.get('checkpoint', '?')}` ({name}, on {where}):",
+        f"Samplers of `{figures.get('checkpoint', '?')}` ({name}, on {where}; generative "
+        f"perplexity under {f'`{judge}`' if judge else 'no judge'}):",
         "",
         "| sampler | steps | network calls per sequence | tokens/s | unigram entropy (bits) "
-        "| distinct-2 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| distinct-2 | generative perplexity |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for row in figures["sweep"]:
+
+    def perplexity(row: dict) -> str:
+        value = row.get("generative_perplexity")
+        return "" if value is None else f"{value:.1f}"
+
+    for row in figures["sweep"] + figures.get("autoregressive_reference", []):
         lines.append(
             f"| {row['method']} | {row['steps']} | {row['nfe_per_sequence']:.1f} "
             f"| {row['tokens_per_second']:.0f} | {row['unigram_entropy']:.3f} "
-            f"| {row['distinct_2']:.3f} |"
+            f"| {row['distinct_2']:.3f} | {perplexity(row)} |"
         )
     reference = figures.get("held_out_reference")
     if reference:
         lines.append(
             f"| held-out text | | | | {reference['unigram_entropy']:.3f} "
-            f"| {reference['distinct_2']:.3f} |"
+            f"| {reference['distinct_2']:.3f} | {perplexity(reference)} |"
         )
     cache = figures.get("cache")
     if cache:
+        on = f" (on `{cache['checkpoint']}`)" if cache.get("checkpoint") else ""
         lines += [
             "",
-            f"The cache at {cache['steps']} steps: {cache['nfe_cached']} network calls instead of "
-            f"{cache['nfe_plain']}, {cache['speedup']:.1f}x faster, the same samples: "
+            f"The cache at {cache['steps']} steps{on}: {cache['nfe_cached']} network calls "
+            f"instead of {cache['nfe_plain']}, {cache['speedup']:.1f}x faster, the same samples: "
             f"{cache['same_samples']}.",
         ]
+    infill = figures.get("infill_recovery")
+    if infill:
+        lines += [
+            "",
+            f"Filling a gap of {infill.get('span', '?')} tokens in the middle of "
+            f"{infill.get('passages', '?')} held-out passages (greedy):",
+            "",
+            "| who | exact match | token accuracy |",
+            "|---|---:|---:|",
+        ]
+        for who, row in ((k, v) for k, v in infill.items() if isinstance(v, dict)):
+            lines.append(f"| {who} | {row['exact_match']:.3f} | {row['token_accuracy']:.3f} |")
     return lines
 
 
@@ -244,12 +269,40 @@ def render(results_dir: Path) -> str:
     return "\n".join(lines)
 
 
-def replace_block(text: str, block: str) -> str | None:
-    """text with the lines between START and END replaced by block; None if no markers."""
-    start, end = text.find(START), text.find(END)
+def render_performance(reports_dir: Path) -> str:
+    """The performance block: every bench/reports/*.json of bench/run_all.py, as it printed it."""
+    import io
+
+    from bench.run_all import print_report  # imports torch: only when there is a report
+
+    lines = [GENERATED.replace("results/*.json", "bench/reports/*.json")]
+    paths = sorted(Path(reports_dir).glob("*.json"))
+    if not paths:
+        lines.append(
+            "No benchmark report is committed yet: run `python bench/run_all.py --json "
+            "bench/reports/<machine>.json` and then `python make_results.py`."
+        )
+    for path in paths:
+        report = json.loads(path.read_text(encoding="utf-8"))
+        printed = io.StringIO()
+        print_report(report, file=printed)
+        lines += [
+            "",
+            f"`{report['command']}` ({path.name}, {report['date'][:10]}, size {report['size']}):",
+            "",
+            "```text",
+            printed.getvalue().strip("\n"),
+            "```",
+        ]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, block: str, start_marker=START, end_marker=END) -> str | None:
+    """text with the lines between the markers replaced by block; None if no markers."""
+    start, end = text.find(start_marker), text.find(end_marker)
     if start < 0 or end < start:
         return None
-    return text[: start + len(START)] + "\n" + block + "\n" + text[end:]
+    return text[: start + len(start_marker)] + "\n" + block + "\n" + text[end:]
 
 
 def update(root: Path = ROOT, check: bool = False) -> list[str]:
@@ -264,6 +317,10 @@ def update(root: Path = ROOT, check: bool = False) -> list[str]:
             if required:
                 problems.append(f"{name}: no {START} ... {END} block")
             continue
+        if PERF_START in new:  # the benchmark block, where a file has its markers
+            new = replace_block(
+                new, render_performance(root / "bench" / "reports"), PERF_START, PERF_END
+            )
         if new != text:
             problems.append(f"{name}: the results block is not what results/ gives")
             if not check:

@@ -18,6 +18,8 @@ TINY = {
                       vocab_sizes=[260, 300], repeats=1),
     "train": dict(vocab_size=64, seq_len=16, n_layer=1, n_head=2, d_model=32, batch=2, steps=1,
                   warmup=1, compile_model=False),
+    "train_reference": dict(vocab_size=66, seq_len=16, n_layer=1, n_head=2, d_model=32,
+                            batch=2, steps=1, warmup=1, compile_model=False),
     "sampling": dict(steps=[2, 8], num_samples=2, repeats=1),
 }  # fmt: skip
 
@@ -59,11 +61,23 @@ def figures(section):
 
 def test_the_report_describes_the_machine_and_has_every_section(report):
     assert {"cpu", "cores", "device", "threads", "torch"} <= set(report["machine"])
-    assert list(report["sections"]) == list(run_all.SECTIONS)
+    assert list(report["sections"]) == [
+        "tokenizer",
+        "train",
+        "train_reference",
+        "sampling",
+        "quality",
+    ]
     assert report["seconds"] > 0
 
 
-@pytest.mark.parametrize("section", run_all.SECTIONS)
+def test_the_reference_size_is_measured_beside_the_published_figure(report):
+    section = report["sections"]["train_reference"]
+    assert "nanoGPT's Tiny Shakespeare size" in section["title"] and "vocab 66" in section["title"]
+    assert section["rows"][-1]["note"] == run_all.REFERENCE_NOTE
+
+
+@pytest.mark.parametrize("section", [*run_all.SECTIONS, "train_reference"])
 def test_every_number_is_positive_and_has_a_unit(report, section):
     found = figures(report["sections"][section])
     assert found

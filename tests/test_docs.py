@@ -395,8 +395,57 @@ def test_sampling_figures_get_a_table_of_their_own(project):
     write_results(project, sampling_full={**figures, "cache": {**cache, "same_samples": True}})
     make_results.update(project)
     guide = (project / "learning_guide.md").read_text()
-    assert "| ancestral | 8 | 8.0 | 1234 | 7.123 | 0.900 |" in guide
+    assert "| ancestral | 8 | 8.0 | 1234 | 7.123 | 0.900 |  |" in guide  # no judge: blank
     assert "119 network calls instead of 1000, 4.0x faster, the same samples: True" in guide
+
+
+def test_sampling_table_with_a_judge_the_twin_and_infilling(project):
+    row = {"method": "confidence", "steps": 64, "nfe_per_sequence": 64.0, "tokens_per_second": 99.6}
+    row |= {"unigram_entropy": 6.0, "distinct_2": 0.5, "generative_perplexity": 41.26}
+    twin = row | {"method": "AR p=0.9", "steps": "", "nfe_per_sequence": 127.0}
+    infill = {"passages": 32, "passage_length": 128, "span": 16}
+    infill["MDLM, both sides"] = {"exact_match": 0.0625, "token_accuracy": 0.25, "nfe": 16}
+    figures = {"checkpoint": "ckpt.pt", "judge": "ar.pt", "device": "cpu", "sweep": [row]}
+    figures |= {"autoregressive_reference": [twin], "infill_recovery": infill}
+    write_results(project, sampling_full=figures)
+    make_results.update(project)
+    guide = (project / "learning_guide.md").read_text()
+    assert "generative perplexity under `ar.pt`" in guide
+    assert "| confidence | 64 | 64.0 | 100 | 6.000 | 0.500 | 41.3 |" in guide
+    assert "| AR p=0.9 |  | 127.0 | 100 | 6.000 | 0.500 | 41.3 |" in guide
+    assert "gap of 16 tokens in the middle of 32 held-out passages" in guide
+    assert "| MDLM, both sides | 0.062 | 0.250 |" in guide
+
+
+def test_benchmark_reports_fill_the_performance_block(project):
+    guide = project / "learning_guide.md"
+    perf = f"{make_results.PERF_START}\nold\n{make_results.PERF_END}\n"
+    guide.write_text(guide.read_text() + perf)
+    make_results.update(project)
+    assert "No benchmark report is committed yet" in guide.read_text()
+    report = {
+        "command": "python bench/run_all.py --json bench/reports/cpu.json",
+        "date": "2026-11-28T08:00:00",
+        "size": "small",
+        "machine": {"cpu": "Some CPU", "cores": 2, "load_average": 0.5, "device": "cpu"}
+        | {"threads": 2, "torch": "2.13.0"},
+        "sections": {
+            "train": {
+                "title": "train: tiny",
+                "rows": [{"label": "speed", "figures": {"mdlm": {"value": 1234.5, "unit": "tok/s"}}}
+                         | {"note": ""}],
+            }
+        },
+        "seconds": 61.0,
+    }  # fmt: skip
+    (project / "bench" / "reports").mkdir(parents=True)
+    (project / "bench" / "reports" / "cpu.json").write_text(json.dumps(report))
+    assert make_results.update(project, check=True) != []  # stale until rewritten
+    make_results.update(project)
+    text = guide.read_text()
+    assert "`python bench/run_all.py --json bench/reports/cpu.json` (cpu.json, 2026-11-28" in text
+    assert "speed  1,234 tok/s" in text and "Some CPU, 2 cores" in text
+    assert "old" not in text and make_results.update(project, check=True) == []
 
 
 def test_a_results_file_of_unknown_shape_is_an_error(project):
