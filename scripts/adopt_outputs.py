@@ -1,0 +1,57 @@
+"""Give a notebook the outputs of an executed copy of it, so readers on the web see a real run.
+
+    python scripts/adopt_outputs.py runs/mdlm_quick_gutenberg_prose.ipynb train_model.ipynb
+
+papermill writes the executed copy with one extra cell, "injected-parameters", holding the
+`-p` values of the command line (for the project's runs, paths to local copies of the corpora
+such as ../shared/data/gutenberg_prose.txt). That cell is dropped: kept, it would override the
+parameters cell for everyone who runs the notebook, with paths that only exist on the machine
+of the run. Its values are printed, to put in the commit message.
+
+Refuses when the executed copy's code differs from the notebook's (cell for cell, ignoring the
+injected cell), so committed outputs always come from the committed code.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import nbformat
+
+
+def adopt(executed_path: Path, target_path: Path) -> list[str]:
+    """Write executed_path, less its injected cell, over target_path; return the injected lines."""
+    executed = nbformat.read(executed_path, as_version=4)
+    target = nbformat.read(target_path, as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    executed.cells = [c for c in executed.cells if c not in injected]
+    ours = [(c.cell_type, c.source) for c in target.cells]
+    theirs = [(c.cell_type, c.source) for c in executed.cells]
+    if ours != theirs:
+        differing = next(
+            (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs))
+        )
+        raise SystemExit(
+            f"{executed_path} was run from other code than {target_path} (first difference at "
+            f"cell {differing}): run the notebook again, then adopt its outputs"
+        )
+    for ran, cell in zip(executed.cells, target.cells):
+        ran.id = cell.id  # keep the committed ids: diffs then show outputs, not renamed cells
+    nbformat.write(executed, target_path)
+    return [line for cell in injected for line in cell.source.splitlines()]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser.add_argument("executed", type=Path, help="the notebook papermill wrote")
+    parser.add_argument("target", type=Path, help="the notebook to give its outputs")
+    args = parser.parse_args(argv)
+    injected = adopt(args.executed, args.target)
+    print(f"{args.target}: outputs of {args.executed}; the run's parameters were:")
+    for line in injected:
+        print(f"    {line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
