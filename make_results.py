@@ -244,14 +244,17 @@ def sampling_table(name: str, figures: dict) -> list[str]:
     if infill:
         lines += [
             "",
-            f"Filling a gap of {infill.get('span', '?')} tokens in the middle of "
-            f"{infill.get('passages', '?')} held-out passages (greedy):",
+            f"Filling a gap in the middle of {infill['passages']} held-out passages of "
+            f"{infill['passage_length']} tokens (greedy; the twin sees only the beginning):",
             "",
-            "| who | exact match | token accuracy |",
-            "|---|---:|---:|",
+            "| gap (tokens) | who | exact match | token accuracy |",
+            "|---:|---|---:|---:|",
         ]
-        for who, row in ((k, v) for k, v in infill.items() if isinstance(v, dict)):
-            lines.append(f"| {who} | {row['exact_match']:.3f} | {row['token_accuracy']:.3f} |")
+        for span, by_whom in infill["spans"].items():
+            for who, row in by_whom.items():
+                lines.append(
+                    f"| {span} | {who} | {row['exact_match']:.3f} | {row['token_accuracy']:.3f} |"
+                )
     return lines
 
 

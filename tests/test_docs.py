@@ -403,8 +403,8 @@ def test_sampling_table_with_a_judge_the_twin_and_infilling(project):
     row = {"method": "confidence", "steps": 64, "nfe_per_sequence": 64.0, "tokens_per_second": 99.6}
     row |= {"unigram_entropy": 6.0, "distinct_2": 0.5, "generative_perplexity": 41.26}
     twin = row | {"method": "AR p=0.9", "steps": "", "nfe_per_sequence": 127.0}
-    infill = {"passages": 32, "passage_length": 128, "span": 16}
-    infill["MDLM, both sides"] = {"exact_match": 0.0625, "token_accuracy": 0.25, "nfe": 16}
+    infill = {"passages": 32, "passage_length": 128, "spans": {}}
+    infill["spans"]["16"] = {"MDLM, both sides": {"exact_match": 0.0625, "token_accuracy": 0.25}}
     figures = {"checkpoint": "ckpt.pt", "judge": "ar.pt", "device": "cpu", "sweep": [row]}
     figures |= {"autoregressive_reference": [twin], "infill_recovery": infill}
     write_results(project, sampling_full=figures)
@@ -413,8 +413,8 @@ def test_sampling_table_with_a_judge_the_twin_and_infilling(project):
     assert "generative perplexity under `ar.pt`" in guide
     assert "| confidence | 64 | 64.0 | 100 | 6.000 | 0.500 | 41.3 |" in guide
     assert "| AR p=0.9 |  | 127.0 | 100 | 6.000 | 0.500 | 41.3 |" in guide
-    assert "gap of 16 tokens in the middle of 32 held-out passages" in guide
-    assert "| MDLM, both sides | 0.062 | 0.250 |" in guide
+    assert "in the middle of 32 held-out passages of 128 tokens" in guide
+    assert "| 16 | MDLM, both sides | 0.062 | 0.250 |" in guide
 
 
 def test_benchmark_reports_fill_the_performance_block(project):

@@ -646,4 +646,10 @@ def test_notebook_runs_in_smoke_mode(smoke_checkpoint, smoke_twin, tmp_path):
     assert [row["method"] for row in figures["autoregressive_reference"]] == ["AR t=1", "AR p=0.9"]
     assert all(math.isfinite(row["generative_perplexity"]) for row in rows)
     if figures["infill_recovery"] is not None:  # held-out text is on this machine
-        assert {"MDLM, both sides", "AR twin, prefix only"} <= figures["infill_recovery"].keys()
+        spans = figures["infill_recovery"]["spans"]
+        assert list(spans) == ["1", "8"]  # smoke mode's gaps (JSON keys are strings)
+        for by_whom in spans.values():
+            assert {"MDLM, both sides", "AR twin, prefix only"} == by_whom.keys()
+            assert all(
+                0 <= row["exact_match"] <= row["token_accuracy"] <= 1 for row in by_whom.values()
+            )
