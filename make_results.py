@@ -186,14 +186,21 @@ def twin_table(runs: list) -> list[str]:
     lines = [
         "",
         "MDLM against its AR twin (same data, tokenizer, split, backbone, optimizer and steps; "
-        "gap = MDLM bound over AR loss, minus 1):",
+        "gap = MDLM bound over the twin's loss at the end, minus 1; the twin's best held-out "
+        "figure and its step show where it began to overfit):",
         "",
-        "| data | mode | AR twin | MDLM | gap | MDLM, no time conditioning | gap |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| data | mode | AR twin | AR twin, best (step) | MDLM | gap "
+        "| MDLM, no time conditioning | gap |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for (data, mode), group in pairs:
         ar = group["ar"]["val_bpb"]
-        cells = []
+        history = group["ar"].get("history", {})
+        if history.get("val_bpb"):
+            best = min(zip(history["val_bpb"], history["val_step"]))
+            cells = [f"{best[0]:.3f} ({best[1]:,})"]
+        else:
+            cells = [""]
         for kind in ("mdlm", "mdlm_notc"):
             run = group.get(kind)
             cells += (

@@ -12,7 +12,7 @@ mkdir -p runs results
 train() {  # train NAME [papermill parameters...]
     local name=$1; shift
     python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick "$@"
-    cp "checkpoints/$name/metrics.json" "results/$name.json"
+    python scripts/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json"
 }
 corpus() {  # corpus FILE: MDLM, its AR twin, MDLM without time conditioning
     local data="$SHARED/$1.txt"
