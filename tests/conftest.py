@@ -1,4 +1,4 @@
-"""Shared fixtures: a checkpoint made by the real training notebook in smoke mode."""
+"""Shared fixtures: a checkpoint made by the real training notebook in smoke mode, and a twin."""
 
 import subprocess
 import sys
@@ -37,3 +37,26 @@ def smoke_run(tmp_path_factory) -> Path:
 def smoke_checkpoint(smoke_run) -> Path:
     """ckpt.pt of the smoke training run (a tiny MDLM with time conditioning)."""
     return smoke_run / "ckpt.pt"
+
+
+@pytest.fixture(scope="session")
+def smoke_twin(smoke_checkpoint, tmp_path_factory) -> Path:
+    """ckpt.pt of a random autoregressive twin (1 layer) with the smoke model's tokenizer and
+    window: a judge that reads the same token ids, without training a second model."""
+    from mdlm_model import ModelConfig, Transformer, load_model, save_checkpoint
+
+    _, tokenizer, checkpoint = load_model(smoke_checkpoint)
+    mdlm_config = checkpoint["model_config"]
+    config = ModelConfig(
+        vocab_size=mdlm_config["vocab_size"],
+        mask_id=mdlm_config["mask_id"],
+        seq_len=mdlm_config["seq_len"],
+        n_layer=1,
+        n_head=2,
+        d_model=32,
+        time_conditioning=False,
+        causal=True,
+    )
+    path = tmp_path_factory.mktemp("smoke_twin") / "ckpt.pt"
+    save_checkpoint(path, model=Transformer(config), tokenizer=tokenizer)
+    return path

@@ -10,7 +10,6 @@ import pytest
 import torch
 
 from bench import run_all
-from mdlm_model import ModelConfig, Transformer, load_model, save_checkpoint
 from mdlm_sampling import METHODS
 
 TINY = {
@@ -25,31 +24,11 @@ TINY = {
 
 
 @pytest.fixture(scope="module")
-def judge(smoke_checkpoint, tmp_path_factory):
-    """A random AR twin (1 layer) with the smoke MDLM's tokenizer and seq_len."""
-    _, tokenizer, checkpoint = load_model(smoke_checkpoint)
-    mdlm = checkpoint["model_config"]
-    config = ModelConfig(
-        vocab_size=mdlm["vocab_size"],
-        mask_id=mdlm["mask_id"],
-        seq_len=mdlm["seq_len"],
-        n_layer=1,
-        n_head=2,
-        d_model=32,
-        time_conditioning=False,
-        causal=True,
-    )
-    path = tmp_path_factory.mktemp("judge") / "ckpt.pt"
-    save_checkpoint(path, model=Transformer(config), tokenizer=tokenizer)
-    return path
-
-
-@pytest.fixture(scope="module")
-def report(smoke_checkpoint, judge):
+def report(smoke_checkpoint, smoke_twin):
     before = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: threads only wait for each other on a busy machine
     try:
-        result = run_all.run(TINY, checkpoint=smoke_checkpoint, judge=judge, device="cpu")
+        result = run_all.run(TINY, checkpoint=smoke_checkpoint, judge=smoke_twin, device="cpu")
     finally:
         torch.set_num_threads(before)
     return json.loads(json.dumps(result, default=str))  # what the JSON file would hold

@@ -22,7 +22,6 @@ from mdlm_model import (
     ModelConfig,
     Transformer,
     alpha,
-    load_model,
     save_checkpoint,
 )
 from mdlm_sampling import (
@@ -605,26 +604,6 @@ def test_prefix_recovery_continues_the_prefix_greedily(twin):
     assert result["nfe"] == 6
     recovered = span_recovery(greedy.tokens[:, 5:11], passages[:, 5:11])
     assert {k: result[k] for k in recovered} == recovered
-
-
-@pytest.fixture
-def smoke_twin(smoke_checkpoint, tmp_path):
-    """A random autoregressive twin with the smoke model's tokenizer: a judge for the notebook."""
-    _, tokenizer, checkpoint = load_model(smoke_checkpoint)
-    mdlm_config = checkpoint["model_config"]
-    config = ModelConfig(
-        vocab_size=mdlm_config["vocab_size"],
-        mask_id=mdlm_config["mask_id"],
-        seq_len=mdlm_config["seq_len"],
-        n_layer=1,
-        n_head=2,
-        d_model=32,
-        time_conditioning=False,
-        causal=True,
-    )
-    path = tmp_path / "twin" / "ckpt.pt"
-    save_checkpoint(path, model=Transformer(config), tokenizer=tokenizer)
-    return path
 
 
 @pytest.mark.slow
