@@ -170,12 +170,13 @@ def training_table(runs: list) -> list[str]:
 
 def twin_table(runs: list) -> list[str]:
     """MDLM against its AR twin, per corpus and run mode: the gap in held-out bits per byte."""
-    groups = {}  # (data, mode) -> {"mdlm": run, "mdlm_notc": run, "ar": run}
+    groups = {}  # (data, mode, max_steps) -> {"mdlm": run, "mdlm_notc": run, "ar": run}
     for _, run in runs:
         kind = run["objective"] + (
             "_notc" if run["objective"] == "mdlm" and not run.get("time_conditioning") else ""
         )
-        groups.setdefault((data_name(run["data"]), run["mode"]), {})[kind] = run
+        steps = run.get("settings", {}).get("max_steps", run["steps"])  # pair like with like
+        groups.setdefault((data_name(run["data"]), run["mode"], steps), {})[kind] = run
     pairs = [
         (key, group)
         for key, group in sorted(groups.items())
@@ -193,7 +194,7 @@ def twin_table(runs: list) -> list[str]:
         "| MDLM, no time conditioning | gap |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for (data, mode), group in pairs:
+    for (data, mode, _), group in pairs:
         ar = group["ar"]["val_bpb"]
         history = group["ar"].get("history", {})
         if history.get("val_bpb"):

@@ -193,10 +193,16 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
             history, settings = run["history"], run["settings"]
             tokens_per_step = settings["batch_size"] * settings["grad_accum"] * settings["seq_len"]
             tokens = [step * tokens_per_step / 1e6 for step in history["val_step"]]
-            colour, line = styles[run["objective"], run["time_conditioning"]]
+            kind = run["objective"], run["time_conditioning"]
+            colour, line = styles[kind]
+            twins = [r for r in runs if Path(r["data"]).stem == corpus]
+            twins = [r for r in twins if (r["objective"], r["time_conditioning"]) == kind]
             label = {"mdlm": "MDLM (bound)", "ar": "AR twin (exact)"}[run["objective"]]
             if run["objective"] == "mdlm" and not run["time_conditioning"]:
                 label = "MDLM, no time conditioning"
+            if len(twins) > 1:  # several runs of one kind: tell them apart by their length
+                label += f", {run['steps']:,} steps"
+                line = line if run["steps"] == min(r["steps"] for r in twins) else "-."
             label += f": {run['val_bpb']:.3f}"
             ax.plot(tokens, history["val_bpb"], line, color=colour, marker=".", label=label)
         unigram = runs[[Path(r["data"]).stem for r in runs].index(corpus)]["unigram_bpb"]
