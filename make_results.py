@@ -190,11 +190,11 @@ def twin_table(runs: list) -> list[str]:
         "gap = MDLM bound over the twin's loss at the end, minus 1; the twin's best held-out "
         "figure and its step show where it began to overfit):",
         "",
-        "| data | mode | AR twin | AR twin, best (step) | MDLM | gap "
+        "| data | mode, steps | AR twin | AR twin, best (step) | MDLM | gap "
         "| MDLM, no time conditioning | gap |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for (data, mode, _), group in pairs:
+    for (data, mode, steps), group in pairs:
         ar = group["ar"]["val_bpb"]
         history = group["ar"].get("history", {})
         if history.get("val_bpb"):
@@ -207,7 +207,7 @@ def twin_table(runs: list) -> list[str]:
             cells += (
                 [f"≤ {run['val_bpb']:.3f}", f"{run['val_bpb'] / ar - 1:+.1%}"] if run else ["", ""]
             )
-        lines.append(f"| {data} | {mode} | {ar:.3f} | " + " | ".join(cells) + " |")
+        lines.append(f"| {data} | {mode}, {steps:,} | {ar:.3f} | " + " | ".join(cells) + " |")
     return lines
 
 

@@ -20,11 +20,15 @@ corpus() {  # corpus FILE: MDLM, its AR twin, MDLM without time conditioning
     train "ar_quick_$1" -p DATA "$data" -p OBJECTIVE ar
     train "mdlm_notc_quick_$1" -p DATA "$data" -p TIME_CONDITIONING False
 }
-longer() {  # the quick MDLM on Tiny Shakespeare for three times the steps (about 30 minutes)
-    local data="$SHARED/tinyshakespeare.txt" name=mdlm_quick4800_tinyshakespeare
-    python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick -p DATA "$data" \
-        -p MAX_STEPS 4800 -p EVAL_EVERY 300 -p OUT_DIR "checkpoints/$name"
-    python scripts/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json"
+longer() {  # the quick MDLM and its twin on Tiny Shakespeare for three times the steps
+    local data="$SHARED/tinyshakespeare.txt" objective name
+    for objective in mdlm ar; do  # about 25 minutes each
+        name=${objective}_quick4800_tinyshakespeare
+        python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick \
+            -p DATA "$data" -p OBJECTIVE $objective -p MAX_STEPS 4800 -p EVAL_EVERY 300 \
+            -p OUT_DIR "checkpoints/$name"
+        python scripts/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json"
+    done
 }
 case "${1:-all}" in
     gutenberg) corpus gutenberg_prose ;;

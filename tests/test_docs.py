@@ -369,9 +369,9 @@ def test_twin_table_states_the_gap_worked_out_by_hand(project):
     make_results.update(project)
     guide = (project / "learning_guide.md").read_text()
     # 2.2 / 2.0 - 1 = +10.0%; 2.5 / 2.0 - 1 = +25.0%
-    row = "| x.txt | quick | 2.000 | 1.900 (200) | ≤ 2.200 | +10.0% | ≤ 2.500 | +25.0% |"
+    row = "| x.txt | quick, 800 | 2.000 | 1.900 (200) | ≤ 2.200 | +10.0% | ≤ 2.500 | +25.0% |"
     assert row in guide, guide
-    assert "| y.txt | quick |" not in guide
+    assert "| y.txt | quick" not in guide
 
 
 def test_results_check_finds_a_stale_block_and_does_not_write(project):
