@@ -40,6 +40,18 @@ def peak_flops(device: torch.device) -> float | None:
     return next((peak for key, peak in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
+def model_config(objective: str, *, vocab_size: int, time_conditioning: bool = True, **shape):
+    """The ModelConfig train_model.ipynb builds for an objective: the AR twin is causal and
+    never sees t; shape is seq_len, n_layer, n_head, d_model. The mask is the last id."""
+    return M.ModelConfig(
+        vocab_size=vocab_size,
+        mask_id=vocab_size - 1,
+        time_conditioning=time_conditioning and objective == "mdlm",
+        causal=objective == "ar",
+        **shape,
+    )
+
+
 def synchronize(device: torch.device) -> None:
     """Wait for the device's queued work, so that the clock measures it."""
     if device.type == "cuda":
@@ -117,11 +129,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
     args = parser.parse_args()
 
-    config = M.ModelConfig(
-        vocab_size=args.vocab, mask_id=args.vocab - 1, seq_len=args.seq_len,
-        n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model,
-        time_conditioning=not args.no_time_conditioning and args.objective == "mdlm",
-        causal=args.objective == "ar",  # the AR twin never sees t, as in train_model.ipynb
+    config = model_config(
+        args.objective, vocab_size=args.vocab, time_conditioning=not args.no_time_conditioning,
+        seq_len=args.seq_len, n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model,
     )  # fmt: skip
     device = M.pick_device(args.device)
     figures = measure(

@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))  # so that `python bench/run_all.py` runs from any
 
 import mdlm_sampling  # noqa: E402
 from bench import bench_sampling, bench_tokenizer, bench_train  # noqa: E402
-from mdlm_model import CheckpointError, ModelConfig, load_model, pick_device  # noqa: E402
+from mdlm_model import CheckpointError, load_model, pick_device  # noqa: E402
 
 SECTIONS = ("tokenizer", "train", "sampling", "quality")
 DATA = ROOT.parent / "shared" / "data"
@@ -151,13 +151,7 @@ def train_section(device, *, vocab_size, batch, steps, warmup, compile_model, **
     figures = {}
     for objective in ("mdlm", "ar"):
         progress(f"train: {objective}, {steps} timed steps after {warmup}")
-        config = ModelConfig(
-            vocab_size=vocab_size,
-            mask_id=vocab_size - 1,
-            time_conditioning=objective == "mdlm",  # as train_model.ipynb: the AR twin never sees t
-            causal=objective == "ar",
-            **shape,
-        )
+        config = bench_train.model_config(objective, vocab_size=vocab_size, **shape)
         figures[objective] = bench_train.measure(
             config,
             batch=batch,

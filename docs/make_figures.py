@@ -173,8 +173,9 @@ def cache_calls(path: Path, seq_len: int = 256) -> None:
 def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
     """Validation bits per byte against tokens seen, every run in results/, a panel per corpus.
 
-    MDLM's figure is an upper bound (the NELBO), the AR twin's an exact NLL: the gap between the
-    curves is at most the true gap between the models. The grey line is the unigram baseline.
+    MDLM's figure is an upper bound (the NELBO), the AR twin's an exact NLL: the true gap
+    between the models is at most the gap between the curves. The grey line is the unigram
+    baseline.
     """
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))]
     runs = [r for r in runs if "history" in r and r["history"].get("val_bpb")]

@@ -2,14 +2,14 @@
 # The project's real runs (issue 8), with the parameters that made the committed results.
 # Usage: bash scripts/real_runs.sh [QUEUE]   (QUEUE = gutenberg, shakespeare, longer or all)
 # Runs one after another, each with all CPU threads (two runs side by side on a 2-core machine
-# slow each other down about six-fold). DATA points at local copies (this machine is offline);
-# use DATA gutenberg or shakespeare instead to download the corpus.
+# slow each other down about six-fold). The corpora are read from local copies in $SHARED
+# (default ../shared/data; this machine is offline): SHARED=/path/to/texts bash ... elsewhere.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 SHARED=${SHARED:-../shared/data}
 mkdir -p runs results
-train() {  # train NAME [papermill parameters...]
+train() {  # train NAME [papermill parameters...]: the run must write checkpoints/NAME
     local name=$1; shift
     python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick "$@"
     python scripts/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json"
@@ -21,13 +21,11 @@ corpus() {  # corpus FILE: MDLM, its AR twin, MDLM without time conditioning
     train "mdlm_notc_quick_$1" -p DATA "$data" -p TIME_CONDITIONING False
 }
 longer() {  # the quick MDLM and its twin on Tiny Shakespeare for three times the steps
-    local data="$SHARED/tinyshakespeare.txt" objective name
+    local objective name
     for objective in mdlm ar; do  # about 25 minutes each
         name=${objective}_quick4800_tinyshakespeare
-        python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick \
-            -p DATA "$data" -p OBJECTIVE $objective -p MAX_STEPS 4800 -p EVAL_EVERY 300 \
-            -p OUT_DIR "checkpoints/$name"
-        python scripts/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json"
+        train "$name" -p DATA "$SHARED/tinyshakespeare.txt" -p OBJECTIVE $objective \
+            -p MAX_STEPS 4800 -p EVAL_EVERY 300 -p OUT_DIR "checkpoints/$name"
     done
 }
 case "${1:-all}" in

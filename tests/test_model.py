@@ -77,14 +77,12 @@ def test_the_twin_is_the_same_network_with_a_causal_mask():
     # one config builds both: the AR twin is the MDLM's class with causal=True and no t
     config = tiny_config()
     mdlm = M.Transformer(config)
-    twin = M.Transformer(replace(config, causal=True, time_conditioning=False)).eval()
-    unconditioned = M.Transformer(replace(config, time_conditioning=False)).eval()
+    twin = M.Transformer(replace(config, causal=True, time_conditioning=False))
     twin_shapes = {name: p.shape for name, p in twin.named_parameters()}
     mdlm_shapes = {name: p.shape for name, p in mdlm.named_parameters()}
     extra = set(mdlm_shapes) - set(twin_shapes)  # only the time conditioning is the MDLM's own
     assert all("modulation" in name or name.startswith("time_mlp") for name in extra), extra
     assert all(mdlm_shapes[name] == shape for name, shape in twin_shapes.items())
-    unconditioned.load_state_dict(twin.state_dict())  # strict: same names, same shapes
     # the same weights with the mask lifted, in one layer (in deeper ones the last position
     # reads earlier positions' outputs, which the mask changed): the last position, which a
     # causal model lets see the whole sequence, gets the same logits; the first does not
@@ -92,7 +90,7 @@ def test_the_twin_is_the_same_network_with_a_causal_mask():
         M.Transformer(replace(config, n_layer=1, causal=causal, time_conditioning=False)).eval()
         for causal in (True, False)
     )
-    unconditioned.load_state_dict(twin.state_dict())
+    unconditioned.load_state_dict(twin.state_dict())  # strict: same names, same shapes
     idx = torch.randint(MASK, (1, 16))
     assert torch.allclose(twin(idx)[0, -1], unconditioned(idx)[0, -1], atol=1e-5)
     assert not torch.allclose(twin(idx)[0, 0], unconditioned(idx)[0, 0], atol=1e-5)
