@@ -8,15 +8,55 @@ such as ../shared/data/gutenberg_prose.txt). That cell is dropped: kept, it woul
 parameters cell for everyone who runs the notebook, with paths that only exist on the machine
 of the run. Its values are printed, to put in the commit message.
 
+tqdm draws its progress bars in notebooks as widgets, whose saved plain-text fallback is the
+bar as first drawn ("0%"), which is what GitHub shows. The run's final state of each bar is kept
+in the notebook's widget metadata; the fallback text is rewritten from it ("100%").
+
 Refuses when the executed copy's code differs from the notebook's (cell for cell, ignoring the
 injected cell), so committed outputs always come from the committed code.
 """
 
 import argparse
+import html
 import sys
 from pathlib import Path
 
 import nbformat
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+
+
+def settle_progress_bars(nb) -> int:
+    """Rewrite the plain-text fallback of tqdm's widgets to their final state; return how many."""
+    state = nb.metadata.get("widgets", {}).get(WIDGET_STATE, {}).get("state", {})
+
+    def model(ref):  # a child is named "IPY_MODEL_<id>"
+        return state.get(ref.removeprefix("IPY_MODEL_"), {})
+
+    def text(m):  # tqdm pads with figure spaces and escapes its HTML
+        return html.unescape(m["state"]["value"]).replace("\u2007", " ")
+
+    settled = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get(WIDGET_VIEW)
+            box = model(view["model_id"]) if view else {}
+            parts = [model(c) for c in box.get("state", {}).get("children", [])]
+            names = [m.get("model_name") for m in parts]
+            if box.get("model_name") != "HBoxModel" or names != [
+                "HTMLModel",
+                "FloatProgressModel",
+                "HTMLModel",
+            ]:
+                continue
+            bar = parts[1]["state"]
+            filled = round(10 * bar["value"] / bar["max"]) if bar.get("max") else 0
+            output["data"]["text/plain"] = (
+                f"{text(parts[0])}|{'█' * filled}{' ' * (10 - filled)}|{text(parts[2])}"
+            )
+            settled += 1
+    return settled
 
 
 def adopt(executed_path: Path, target_path: Path) -> list[str]:
@@ -37,6 +77,7 @@ def adopt(executed_path: Path, target_path: Path) -> list[str]:
         )
     for ran, cell in zip(executed.cells, target.cells):
         ran.id = cell.id  # keep the committed ids: diffs then show outputs, not renamed cells
+    settle_progress_bars(executed)
     nbformat.write(executed, target_path)
     return [line for cell in injected for line in cell.source.splitlines()]
 

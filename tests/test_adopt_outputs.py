@@ -1,4 +1,5 @@
-"""scripts/adopt_outputs.py: outputs come over, the injected parameters do not, code must match."""
+"""scripts/adopt_outputs.py: outputs come over, the injected parameters do not, code must match,
+and tqdm's bars show their final state in plain text."""
 
 import sys
 from pathlib import Path
@@ -7,7 +8,7 @@ import nbformat
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from adopt_outputs import adopt  # noqa: E402
+from adopt_outputs import WIDGET_STATE, WIDGET_VIEW, adopt, settle_progress_bars  # noqa: E402
 
 
 def notebook(*cells):
@@ -56,3 +57,51 @@ def test_a_run_of_other_code_is_refused(pair):
     with pytest.raises(SystemExit, match="other code .* cell 1"):
         adopt(executed_path, target_path)
     assert nbformat.read(target_path, as_version=4).cells[1].source == "print(DATA * 2)"
+
+
+def with_bar(nb, value, total, prefix, suffix):
+    """Give nb's first cell a tqdm widget as papermill saves it: the view, and its state."""
+    ids = ["box", "left", "bar", "right"]
+    nb.cells[0].outputs = [
+        nbformat.v4.new_output(
+            "display_data",
+            data={WIDGET_VIEW: {"model_id": "box"}, "text/plain": "training:   0%|          | 0/8"},
+        )
+    ]
+    models = [
+        ("HBoxModel", {"children": [f"IPY_MODEL_{i}" for i in ids[1:]]}),
+        ("HTMLModel", {"value": prefix}),
+        ("FloatProgressModel", {"value": value, "max": total}),
+        ("HTMLModel", {"value": suffix}),
+    ]
+    nb.metadata["widgets"] = {
+        WIDGET_STATE: {
+            "state": {i: {"model_name": n, "state": s} for i, (n, s) in zip(ids, models)}
+        }
+    }
+    return nb
+
+
+def test_a_progress_bar_shows_its_final_state():
+    nb = with_bar(
+        notebook(code("train()")), 8, 8, "training:\u2007100%", "\u20078/8\u2007[00:02&lt;00:00]"
+    )
+    assert settle_progress_bars(nb) == 1
+    assert (
+        nb.cells[0].outputs[0].data["text/plain"] == "training: 100%|██████████| 8/8 [00:02<00:00]"
+    )
+
+
+def test_a_bar_stopped_early_is_drawn_part_filled():
+    nb = with_bar(notebook(code("train()")), 3, 8, "training:\u2007\u200738%", "\u20073/8")
+    settle_progress_bars(nb)
+    assert nb.cells[0].outputs[0].data["text/plain"] == "training:  38%|████      | 3/8"
+
+
+def test_other_widgets_and_notebooks_without_state_are_left_alone():
+    nb = with_bar(notebook(code("train()")), 8, 8, "a", "b")
+    nb.metadata["widgets"][WIDGET_STATE]["state"]["box"]["model_name"] = "VBoxModel"
+    assert settle_progress_bars(nb) == 0
+    assert nb.cells[0].outputs[0].data["text/plain"] == "training:   0%|          | 0/8"
+    del nb.metadata["widgets"]
+    assert settle_progress_bars(nb) == 0
