@@ -25,6 +25,8 @@ import nbformat
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
+# tqdm's widget: a box holding its prefix, the bar and its suffix
+TQDM_BAR = ["HBoxModel", "HTMLModel", "FloatProgressModel", "HTMLModel"]
 
 
 def settle_progress_bars(nb) -> int:
@@ -43,12 +45,8 @@ def settle_progress_bars(nb) -> int:
             view = output.get("data", {}).get(WIDGET_VIEW)
             box = model(view["model_id"]) if view else {}
             parts = [model(c) for c in box.get("state", {}).get("children", [])]
-            names = [m.get("model_name") for m in parts]
-            if box.get("model_name") != "HBoxModel" or names != [
-                "HTMLModel",
-                "FloatProgressModel",
-                "HTMLModel",
-            ]:
+            names = [box.get("model_name")] + [m.get("model_name") for m in parts]
+            if names != TQDM_BAR:
                 continue
             bar = parts[1]["state"]
             filled = round(10 * bar["value"] / bar["max"]) if bar.get("max") else 0

@@ -37,5 +37,6 @@ case "${1:-all}" in
     longer_gutenberg) longer gutenberg_prose 6400 ;;
     all) corpus gutenberg_prose && corpus tinyshakespeare && longer tinyshakespeare 4800 &&
         longer gutenberg_prose 6400 ;;
-    *) echo "usage: bash scripts/real_runs.sh [gutenberg|shakespeare|longer|longer_gutenberg|all]" >&2; exit 2 ;;
+    *) echo "usage: bash scripts/real_runs.sh [gutenberg|shakespeare|longer|longer_gutenberg|all]" >&2
+        exit 2 ;;
 esac
