@@ -41,6 +41,8 @@ import argparse
 import heapq
 import json
 import math
+import os
+import tempfile
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -346,9 +348,21 @@ class BPETokenizer:
         return tok
 
     def save(self, path) -> None:
-        """Write `to_json()` to the file `path` (UTF-8)."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_json())
+        """Write `to_json()` to the file `path` (UTF-8), all or nothing.
+
+        The text goes to a temporary file beside `path`, which is then renamed: a reader (a
+        second training run started at the same time, say) sees the old file or the whole new
+        one, never half of it.
+        """
+        folder = os.path.dirname(os.path.abspath(path))
+        handle, temporary = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        try:
+            with os.fdopen(handle, "w", encoding="utf-8") as f:
+                f.write(self.to_json())
+            os.replace(temporary, path)
+        finally:
+            if os.path.exists(temporary):
+                os.remove(temporary)
 
     @classmethod
     def load(cls, path) -> "BPETokenizer":

@@ -2,7 +2,7 @@ r"""Training text: download, clean, cache and split the text the diffusion model
 
     text = load_text("gutenberg")    # 23 public-domain novels, 7.7 MB, cached under data/
     text = load_text("shakespeare")  # Tiny Shakespeare, 1.1 MB
-    text = load_text("~/my_books")   # or any .txt file, or a folder of .txt files
+    text = load_text("~/my_books")   # or any .txt file, or a folder of .txt files (and subfolders)
     train_text, val_text = split_train_val(text)
 
 A corpus name is downloaded on first use from its original source (Project Gutenberg for the
@@ -12,8 +12,8 @@ Any text comes back as saved, except that a byte-order mark is dropped and \r\n 
 endings become \n.
 
 Left out on purpose: other formats (EPUB, HTML, PDF), guessing a file's encoding (a file that is
-not UTF-8 is an error, or pass errors="replace"), download retries and mirrors, and any change to
-the words themselves, such as turning curly quotes into ASCII ones.
+not UTF-8 is an error, or read it with errors="replace"), download retries and mirrors, and any
+change to the words themselves, such as turning curly quotes into ASCII ones.
 """
 
 import argparse
@@ -83,8 +83,10 @@ def load_text(
     """Return the text of a corpus name or a path.
 
     source: a name in CORPORA (downloaded on first use, then read from data_dir), a text file,
-        or a folder whose .txt files are read in name order and joined with one blank line.
-        Relative paths start from the current folder; ~ means your home folder.
+        or a folder: its .txt files and those of its subfolders, in the order of their paths
+        (a/b.txt before a/c/d.txt before b.txt), joined with one blank line; files and folders
+        whose names start with "." are passed over. Relative paths start from the current
+        folder; ~ means your home folder.
     errors: "strict" stops at the first byte that is not UTF-8; "replace" turns such bytes
         into U+FFFD (the errors argument of bytes.decode).
     """
@@ -96,12 +98,32 @@ def load_text(
         path = find_path(source)
     if not path.is_dir():
         return read_file(path, errors)
-    files = sorted(path.glob("*.txt"))
+    files = text_files(path)
     if not files:
-        raise CorpusError(f"no .txt files in the folder {path}: put your books there as .txt files")
+        raise CorpusError(
+            f"no .txt files in the folder {path} or its subfolders: put your books there as .txt "
+            "files"
+        )
     texts = [read_file(file, errors) for file in files]
+    size = sum(file.stat().st_size for file in files)
+    print(f"read {len(files)} .txt file{'s' * (len(files) > 1)}, {size:,} bytes, from {path}")
     # each text ends with \n, so joining with \n leaves exactly one blank line between files
     return "\n".join(text if text.endswith("\n") else text + "\n" for text in texts)
+
+
+def text_files(folder: Path) -> list[Path]:
+    """The .txt files in folder and its subfolders, sorted by their path inside it.
+
+    Sorted as text with / between names, the same on every system: books/a.txt, books/b/c.txt,
+    books/d.txt. Hidden files and folders (.git, .ipynb_checkpoints) are not read.
+    """
+    found = [
+        path
+        for path in folder.rglob("*.txt")
+        if path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
+    ]
+    return sorted(found, key=lambda path: path.relative_to(folder).as_posix())
 
 
 def find_path(source: str) -> Path:
@@ -143,7 +165,9 @@ def decode(data: bytes, origin: str, errors: str = "strict") -> str:
     except UnicodeDecodeError as error:
         raise CorpusError(
             f"{origin} is not UTF-8: byte 0x{data[error.start]:02x} at offset {error.start}. "
-            "Save it again as UTF-8, or pass errors='replace' to turn bad bytes into U+FFFD"
+            "Save it again as UTF-8, or read it with bad bytes turned into U+FFFD: "
+            "TEXT_ERRORS = 'replace' in train_model.ipynb, --errors replace for corpus.py, "
+            "errors='replace' for load_text"
         ) from None
     return text.removeprefix("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
 
@@ -155,9 +179,17 @@ def download(url: str, name: str) -> bytes:
             return response.read()  # raises IncompleteRead if the connection dies halfway
     except (OSError, http.client.HTTPException) as error:
         raise CorpusError(
-            f"could not download {url} ({error}). Offline? Pass a local copy instead of the "
-            f"name {name!r}, e.g. DATA='{CORPORA[name]['local_copy']}', or any .txt file"
+            f"could not download {url} ({error}). Offline? {local_copy_advice(name)}"
         ) from error
+
+
+def local_copy_advice(name: str) -> str:
+    """What to do when a named corpus cannot be downloaded, naming the knob of every caller."""
+    return (
+        f"Give the path of a local copy instead of the name {name!r} (DATA in train_model.ipynb, "
+        f"the first argument of corpus.py), e.g. {CORPORA[name]['local_copy']}, or any .txt file "
+        "or folder"
+    )
 
 
 def write_atomic(path: Path, data: bytes) -> None:
@@ -185,8 +217,8 @@ def fetch_shakespeare(data_dir: Path) -> Path:
         if digest != info["sha256"]:
             raise CorpusError(
                 f"the download from {info['url']} is corrupt or has changed: its sha256 is "
-                f"{digest}, not {info['sha256']}. It was not kept; try again, or pass a local "
-                f"copy, e.g. DATA='{info['local_copy']}'"
+                f"{digest}, not {info['sha256']}. It was not kept. Try again, or: "
+                f"{local_copy_advice('shakespeare')}"
             )
         write_atomic(path, data)
     return path
@@ -238,8 +270,7 @@ def clean_gutenberg(text: str, origin: str = "the file") -> str:
     if end is None:  # e.g. an error page, or Project Gutenberg changed its format
         raise CorpusError(
             f"{origin} has no '*** START OF' and '*** END OF THE PROJECT GUTENBERG EBOOK' lines, "
-            f"so its licence text cannot be removed. Pass a local copy instead, e.g. "
-            f"DATA='{CORPORA['gutenberg']['local_copy']}'"
+            f"so its licence text cannot be removed. {local_copy_advice('gutenberg')}"
         )
     book = text[start.end() : end.start()]
     book = "\n".join(line.rstrip(" \t") for line in book.split("\n")).strip("\n")
@@ -247,33 +278,45 @@ def clean_gutenberg(text: str, origin: str = "the file") -> str:
     return unicodedata.normalize("NFC", book) + "\n"
 
 
-def cut_into_pieces(text: str, num_pieces: int) -> list[str]:
-    r"""Cut text at line ends into num_pieces contiguous pieces of about equal length.
+# Where a piece may end, best first: after a line, after any whitespace, after any character.
+BOUNDARIES = [("lines", "\n"), ("words", r"\s")]
 
-    '0\n1\n2\n3\n', num_pieces=2 -> ['0\n1\n', '2\n3\n']
+
+def cut_into_pieces(text: str, num_pieces: int) -> list[str]:
+    r"""Cut text into num_pieces contiguous pieces of about equal length, at line ends.
+
+    A text with fewer lines than pieces (a whole book on one line, say) is cut after whitespace
+    instead, and one with too little whitespace too (Chinese without line breaks) anywhere.
+    '0\n1\n2\n3\n', num_pieces=2 -> ['0\n1\n', '2\n3\n']; 'a b c d', 2 -> ['a b ', 'c d']
     """
-    line_ends = [match.end() for match in re.finditer("\n", text)]
-    if not text.endswith("\n"):
-        line_ends.append(len(text))  # the last line has no \n
-    if len(line_ends) < num_pieces:
-        raise CorpusError(
-            f"the text is too short to split: it has {len(line_ends)} lines, and each of the "
-            f"{num_pieces} pieces needs at least one. Use a longer text or a smaller num_pieces"
-        )
-    cuts, line = [0], -1  # line: index of the line that ends the previous piece
+    for _, pattern in BOUNDARIES:
+        ends = [match.end() for match in re.finditer(pattern, text)]
+        if not ends or ends[-1] != len(text):
+            ends.append(len(text))  # the text itself ends the last piece
+        if len(ends) >= num_pieces:
+            break
+    else:
+        ends = range(1, len(text) + 1)  # after any character, without a list of millions
+        if len(ends) < num_pieces:
+            raise CorpusError(
+                f"the text is too short to split: it has {len(text)} characters, and each of "
+                f"the {num_pieces} pieces needs at least one. Use a longer text"
+            )
+    cuts, end = [0], -1  # end: index in `ends` of the end of the previous piece
     for piece in range(1, num_pieces):
         target = piece * len(text) // num_pieces
-        line = max(line + 1, bisect.bisect_left(line_ends, target))  # first line end >= target
-        line = min(line, len(line_ends) - 1 - (num_pieces - piece))  # a line for each piece left
-        cuts.append(line_ends[line])
+        end = max(end + 1, bisect.bisect_left(ends, target))  # the first end at or after target
+        end = min(end, len(ends) - 1 - (num_pieces - piece))  # leave an end for each piece left
+        cuts.append(ends[end])
     cuts.append(len(text))
-    return [text[start:end] for start, end in pairwise(cuts)]
+    return [text[start:stop] for start, stop in pairwise(cuts)]
 
 
 def split_train_val(text: str, val_fraction: float = 0.1, num_pieces: int = 100) -> tuple[str, str]:
     r"""Split text into (train_text, val_text), holding out evenly spaced pieces for validation.
 
-    The text is cut at line ends into num_pieces contiguous pieces of about equal length, and
+    The text is cut at line ends (see cut_into_pieces for a text of very few lines) into
+    num_pieces contiguous pieces of about equal length, and
     val_fraction of them are held out, spread evenly: with the defaults every 10th piece
     (pieces 9, 19, ..., 99). Why not simply the last 10%? For gutenberg that would be all
     Jane Austen, the last book, so validation would measure one author. Evenly spaced pieces

@@ -6,9 +6,10 @@ tests/test_nbexport.py fails when this file and the notebook disagree.
 
 import math
 import os
+import sys
 import tempfile
 import warnings
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
 
 import torch
@@ -29,30 +30,84 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def pick_precision(device: torch.device) -> torch.dtype:
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def pick_precision(device: torch.device, name: str = "auto") -> torch.dtype:
     """The autocast dtype: bf16 where the hardware has it, fp16 on older GPUs, fp32 on CPU.
 
     fp16 keeps 10 mantissa bits but only a narrow exponent range, so small gradients underflow to
     zero: fp16 training needs a gradient scaler (`make_scaler`). bf16 has fp32's range and needs
     none. CPU autocast to bf16 exists but is slower than fp32 on most CPUs, so the CPU gets fp32.
+    A Mac gets bf16 from macOS 14 on and fp32 before: not fp16, whose gradient scaler failed on
+    MPS in torch 2.5 (it made float64). name "bf16", "fp16" or "fp32" asks for one, e.g. to try
+    fp16 and its scaler on a bf16 GPU.
     """
+    device = torch.device(device)
+    if name not in ("auto", *PRECISIONS):
+        raise ValueError(f"PRECISION must be auto or one of {list(PRECISIONS)}, not {name!r}")
+    has_bf16 = True
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "mps":
-        macos_14 = getattr(torch.backends.mps, "is_macos_or_newer", lambda *_: False)(14, 0)
-        return torch.bfloat16 if macos_14 else torch.float16
-    return torch.float32
+        has_bf16 = torch.cuda.is_bf16_supported()
+    elif device.type == "mps":  # not run by this project: there is no Mac here
+        has_bf16 = torch.backends.mps.is_macos_or_newer(14, 0)
+        has_bf16 = has_bf16 and torch.amp.is_autocast_available("mps")  # from torch 2.5
+    if name == "auto":
+        if device.type == "cuda":
+            return torch.bfloat16 if has_bf16 else torch.float16
+        if device.type == "mps":
+            return torch.bfloat16 if has_bf16 else torch.float32
+        return torch.float32
+    if name == "bf16" and not has_bf16:
+        raise ValueError(f"this {device.type} device has no bf16: use PRECISION='fp16' or 'auto'")
+    return PRECISIONS[name]
 
 
 def autocast(device: torch.device, dtype: torch.dtype):
-    """Mixed precision for the forward pass; a no-op in fp32."""
-    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
+    """Mixed precision for the forward pass; in fp32, no autocast at all."""
+    if dtype == torch.float32:
+        return nullcontext()  # also on devices autocast does not know
+    return torch.autocast(torch.device(device).type, dtype=dtype)
 
 
 def make_scaler(device: torch.device, dtype: torch.dtype) -> torch.amp.GradScaler:
     """A gradient scaler that is active only for fp16 (it multiplies the loss before backward
     so small gradients survive, and divides them again before the optimizer step)."""
-    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    return torch.amp.GradScaler(torch.device(device).type, enabled=dtype == torch.float16)
+
+
+DEVICES_WITHOUT_FLOAT64 = {"mps"}  # Apple's Metal GPUs have no 64-bit floats at all
+
+
+def float64_device(device) -> torch.device:
+    """Where float64 work happens: on `device` itself, or on the CPU if `device` has no float64.
+
+    The samplers draw tokens from float64 probabilities (sampling.ipynb, section 3). On MPS even
+    creating a float64 tensor fails ("Cannot convert a MPS Tensor to float64 dtype"), so on a Mac
+    the network runs on the GPU and the draws on the CPU; elsewhere both stay on one device.
+    """
+    device = torch.device(device)
+    return torch.device("cpu") if device.type in DEVICES_WITHOUT_FLOAT64 else device
+
+
+def to_float64(x: torch.Tensor) -> torch.Tensor:
+    """x as float64 on float64_device(x.device): the one way this project makes float64 from a
+    tensor that may live on the model's device."""
+    return x.to(float64_device(x.device), torch.float64)
+
+
+def compile_if_possible(model: nn.Module, device: torch.device):
+    """(torch.compile(model), None), or (model, why not) where this project does not compile.
+
+    torch.compile needs Triton on a CUDA GPU, or a C++ compiler on the CPU. Its Apple Silicon
+    (MPS) and Windows support is experimental and this project has run neither, so there the
+    model runs uncompiled: slower, with the same results.
+    """
+    if torch.device(device).type == "mps":
+        return model, "torch.compile is skipped on MPS (Apple Silicon): the model runs eagerly"
+    if sys.platform == "win32":
+        return model, "torch.compile is skipped on Windows: the model runs eagerly"
+    return torch.compile(model), None
 
 
 def get_batch(ids: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator):
@@ -263,6 +318,9 @@ class Transformer(nn.Module):
         cos, sin = rope_tables(config.seq_len, D // config.n_head, config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)  # rebuilt, never saved
         self.register_buffer("rope_sin", sin, persistent=False)
+        # the mask's id as a tensor that moves with the model: torch.tensor(..., device=...) in
+        # forward would copy it from the CPU to the GPU on every call
+        self.register_buffer("mask_column", torch.tensor([config.mask_id]), persistent=False)
         self._init_weights()
 
     def _init_weights(self):
@@ -280,8 +338,13 @@ class Transformer(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, idx, t=None):
-        """idx (B, L) token ids (z_t, with mask_id where masked), t (B,) -> logits (B, L, V)."""
+    def forward(self, idx, t=None, *, fp32_logits=False):
+        """idx (B, L) token ids (z_t, with mask_id where masked), t (B,) -> logits (B, L, V).
+
+        fp32_logits=True computes the last layer in fp32 even under bf16 or fp16 autocast. The
+        samplers ask for it: they draw from these logits, and bf16 would first round each one
+        to 8 significant bits (a logit near 10 to a multiple of 1/16).
+        """
         B, L = idx.shape
         if L > self.config.seq_len:
             raise ValueError(
@@ -296,13 +359,20 @@ class Transformer(nn.Module):
         cos, sin = self.rope_cos[:L], self.rope_sin[:L]  # (L, hd/2)
         for block in self.blocks:
             x = block(x, cond, cos, sin)  # (B, L, D)
+        return self.output_layer(x, cond, fp32_logits)
+
+    def output_layer(self, x, cond=None, fp32_logits=False):
+        """The last norm (modulated by t when conditioned), the tied projection to V logits, and
+        the mask's logit at -inf. x (B, L, D), cond (B, D) or None -> logits (B, L, V)."""
+        if fp32_logits and torch.amp.is_autocast_available(x.device.type):
+            with torch.autocast(x.device.type, enabled=False):  # fp32 inputs: fp32 throughout
+                return self.output_layer(x.float(), None if cond is None else cond.float())
         x = self.norm_out(x)
         if cond is not None:
             shift, scale = self.out_modulation(cond)[:, None].chunk(2, dim=-1)  # 2 x (B, 1, D)
             x = modulate(x, shift, scale)
         logits = F.linear(x, self.embed.weight)  # (B, L, V): the output layer is the embedding
-        mask_column = torch.tensor([self.config.mask_id], device=idx.device)
-        return logits.index_fill(-1, mask_column, float("-inf"))  # SUBS: never predict the mask
+        return logits.index_fill(-1, self.mask_column, float("-inf"))  # SUBS: never the mask
 
 
 CHECKPOINT_FORMAT = "mdlm-checkpoint"
@@ -503,4 +573,4 @@ def check_finite(loss: float, step: int, last_checkpoint) -> None:
         )
 
 
-SOURCE_SHA256 = "e2f9782ec39956f7de7a9b77a74934627d655ad44a36fea1cde0aef51a44c13b"
+SOURCE_SHA256 = "bbac914fda6ad16cfdc698f5f5ca5ff92d7d88dd0b955c0ccec5de88556cf3ae"

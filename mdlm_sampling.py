@@ -19,8 +19,10 @@ from mdlm_model import (
     alpha,
     apply_rope,
     autocast,
+    float64_device,
     load_model,
     pick_precision,
+    to_float64,
 )
 
 
@@ -59,14 +61,17 @@ def checkpoints_newest_first(
     return sorted(found, key=lambda path: path.stat().st_mtime, reverse=True)
 
 
-def newest_checkpoint(root="checkpoints", causal=False) -> Path:
-    """The newest MDLM (or, with causal=True, autoregressive twin) ckpt.pt under `root`."""
+def newest_checkpoint(root="checkpoints", causal=False, knob="CHECKPOINT") -> Path:
+    """The newest MDLM (or, with causal=True, autoregressive twin) ckpt.pt under `root`.
+
+    knob: how the caller's user names a checkpoint instead ("--checkpoint" for a script).
+    """
     found = checkpoints_newest_first(root, causal=causal)
     if not found:
         kind = "autoregressive twin (OBJECTIVE='ar')" if causal else "MDLM checkpoint"
         raise CheckpointError(
             f"no {kind} (ckpt.pt) under {Path(root).resolve()}: run train_model.ipynb first "
-            "(RUN_MODE='smoke' takes a minute) or set CHECKPOINT"
+            f"(RUN_MODE='smoke' takes a minute), or name one with {knob}"
         )
     return found[0]
 
@@ -103,7 +108,7 @@ def token_distribution(logits, temperature=1.0, top_k=None, top_p=None):
     logits = log [0.5, 0.3, 0.2], temperature 0.5, top_p 0.6 -> [1, 0, 0]: tempered, the first
     token has 0.658 > 0.6 alone. (Top-p first would keep two tokens: [0.735, 0.265, 0].)
     """
-    logits = logits.double() / temperature  # float64: float32 rounds the tail to exactly 0
+    logits = to_float64(logits) / temperature  # float32 would round the tail to exactly 0
     if top_k is not None:
         kth_largest = logits.topk(min(top_k, logits.size(-1)), dim=-1).values[..., -1:]  # (..., 1)
         logits = logits.masked_fill(logits < kth_largest, -math.inf)
@@ -131,9 +136,11 @@ def check_knobs(temperature, top_k, top_p):
 def draw_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None):
     """Logits (n, V) -> a token per row (n,) long and its confidence (n,) float64.
 
-    Temperature 0 is greedy: the argmax, which top-k and top-p would always keep anyway.
+    Temperature 0 is greedy: the argmax, which top-k and top-p would always keep anyway. The
+    draw happens on float64_device(logits.device), where `generator` must live: on a Mac the
+    CPU, and the tokens come back there.
     """
-    logits = logits.double()  # (n, V)
+    logits = to_float64(logits)  # (n, V)
     if temperature == 0:
         tokens = logits.argmax(dim=-1)  # (n,)
     else:
@@ -170,18 +177,21 @@ def denoise_step(
     confidence (B, L) float64 is each token's confidence when it was revealed (NaN while
     masked); free (B, L) bool marks the positions being generated (the others were given).
     method "confidence" keeps the most confident proposals (section 4); "ancestral" and
-    "cached" follow the posterior of section 2.
+    "cached" follow the posterior of section 2. Everything but the logits lives on
+    float64_device(logits.device), the generator too: the logits' device, or the CPU on a Mac.
     """
-    alpha_t, alpha_s = alpha(torch.tensor([t, s], dtype=torch.float64)).tolist()
+    host = float64_device(logits.device)  # where z, confidence and generator live
+    alpha_t, alpha_s = alpha(torch.tensor([t, s], dtype=torch.float64)).tolist()  # on the CPU
     is_masked = z == mask_id  # (B, L)
     # 1. propose
     if method == "confidence":
         proposed = is_masked
     else:  # ancestral: the posterior's coin, (alpha_s - alpha_t) / (1 - alpha_t) per mask
-        coin = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
+        coin = torch.rand(z.shape, generator=generator, device=host, dtype=torch.float64)
         proposed = is_masked & (coin < (alpha_s - alpha_t) / (1 - alpha_t))  # (B, L)
     # 2. draw
-    tokens, token_confidence = draw_tokens(logits[proposed], temperature, top_k, top_p, generator)
+    proposed_logits = logits[proposed.to(logits.device)]  # (n, V) for the n proposed positions
+    tokens, token_confidence = draw_tokens(proposed_logits, temperature, top_k, top_p, generator)
     proposal = z.masked_scatter(proposed, tokens)  # (B, L) the drawn tokens in their places
     proposal_confidence = confidence.masked_scatter(proposed, token_confidence)  # (B, L)
     # 3. keep
@@ -261,19 +271,23 @@ def sample(
         generated (make_fixed builds one); given tokens come back unchanged.
     length: by default fixed's length, or else the model's seq_len. Longer text is made in
         windows of seq_len tokens that slide by block_length (default seq_len // 2).
-    device: where to sample (the model is moved there); by default the model's device.
-    The same seed gives the same samples on the same device.
+    device: where the network runs (the model is moved there); by default the model's device.
+        The state and the float64 draws live on float64_device(device): the same device, or
+        the CPU on a Mac (MPS has no float64). The same seed gives the same samples on the
+        same device, and on a Mac the same as on the CPU.
     """
     config, mask_id = model.config, model.config.mask_id
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    host = float64_device(device)  # where z, the confidences and the random draws live
     if fixed is None:
         fixed = torch.full((length or config.seq_len,), mask_id)
-    fixed = torch.as_tensor(fixed, dtype=torch.long, device=device)
+    fixed = torch.as_tensor(fixed, dtype=torch.long).to(host)
     block_length = block_length or config.seq_len // 2
     for failed, message in [
         (
             config.causal,
-            "this is the autoregressive twin (OBJECTIVE='ar'); set CHECKPOINT to an MDLM",
+            "this is an autoregressive twin (trained with OBJECTIVE='ar'); sample() needs an "
+            "MDLM (the twin samples with ar_sample)",
         ),
         (method not in METHODS, f"method must be one of {METHODS}, not {method!r}"),
         (
@@ -301,10 +315,10 @@ def sample(
     started = time.perf_counter()
     model.to(device).eval()
     precision = pick_precision(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(host).manual_seed(seed)
     z = fixed.expand(num_samples, -1).clone()  # (B, L) long, the state z_t
     B, L = z.shape
-    confidence = torch.ones(B, L, dtype=torch.float64, device=device)  # given tokens: 1
+    confidence = torch.ones(B, L, dtype=torch.float64, device=host)  # given tokens: 1
     confidence = confidence.masked_fill(z == mask_id, math.nan)
     nfe, step, trace = 0, 0, []
     if record_trace:
@@ -318,7 +332,8 @@ def sample(
             if (z_window == mask_id).any():  # once all is revealed, a step changes nothing
                 if logits is None or method != "cached":
                     with autocast(device, precision):
-                        logits = model(z_window, torch.full((B,), t, device=device))  # (B, W, V)
+                        times = torch.full((B,), t, device=device)  # (B,)
+                        logits = model(z_window.to(device), times, fp32_logits=True)  # (B, W, V)
                     nfe += 1
                 z_s, confidence_s = denoise_step(
                     z_window,
@@ -367,7 +382,8 @@ def ngrams(tokens, n):
 
 def ngram_entropy(tokens, n=1):
     """Entropy in bits of the n-gram frequencies: [[1, 1, 2, 2]] -> 1.0 for n=1, log2(3) for n=2."""
-    counts = torch.tensor(list(Counter(ngrams(tokens, n)).values()), dtype=torch.float64)
+    counts = Counter(ngrams(tokens, n)).values()
+    counts = torch.tensor(list(counts), dtype=torch.float64)  # on the CPU
     p = counts / counts.sum()
     return -(p * p.log2()).sum().item()
 
@@ -399,14 +415,17 @@ def causal_forward(model, idx, cache, start):
     cache is a list with one (keys, values) pair per block, each (B, nh, start, hd), for the
     positions before `start`; the new keys and values are appended to it. Pass [] with start 0
     to begin a sequence. The same modules as Transformer.forward, in the same order; only the
-    attention differs: n queries, but start + n keys and values.
+    attention differs: n queries, but start + n keys and values. The last layer runs in fp32,
+    as Transformer.forward(..., fp32_logits=True) does for the samplers.
     """
     B, n = idx.shape
     D, n_head = model.config.d_model, model.config.n_head
     cos = model.rope_cos[start : start + n]  # (n, hd/2): the angles of the absolute positions
     sin = model.rope_sin[start : start + n]
     # query i sits at position start + i and may look at keys 0, ..., start + i
-    allowed = torch.ones(n, start + n, dtype=torch.bool, device=idx.device).tril(start)  # (n, S)
+    key_position = torch.arange(start + n, device=idx.device)  # (S,)
+    query_position = torch.arange(start, start + n, device=idx.device)  # (n,)
+    allowed = key_position[None, :] <= query_position[:, None]  # (n, S) bool
     x = model.embed(idx)  # (B, n, D)
     for layer, block in enumerate(model.blocks):
         attn = block.attn
@@ -422,9 +441,7 @@ def causal_forward(model, idx, cache, start):
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, nh, n, hd)
         x = x + attn.proj(y.transpose(1, 2).reshape(B, n, D))
         x = x + block.mlp(block.norm2(x))
-    logits = F.linear(model.norm_out(x), model.embed.weight)  # (B, n, V): tied output layer
-    mask_column = torch.tensor([model.config.mask_id], device=idx.device)
-    return logits.index_fill(-1, mask_column, float("-inf"))  # SUBS, as in the twin's training
+    return model.output_layer(x, fp32_logits=True)  # (B, n, V): the same last layer
 
 
 @torch.no_grad()
@@ -469,7 +486,7 @@ def ar_sample(
             raise ValueError(message)
     check_knobs(temperature, top_k, top_p)
     prompt = [start_id] if prompt is None else prompt
-    tokens = torch.as_tensor(prompt, dtype=torch.long, device=device)
+    tokens = torch.as_tensor(prompt, dtype=torch.long).to(device)
     tokens = tokens.expand(num_samples, -1).clone() if tokens.dim() == 1 else tokens  # (B, P)
     if len(tokens) != num_samples or not 1 <= tokens.size(1) <= length:
         raise ValueError(f"the prompt must be (P,) or ({num_samples}, P) with 1 <= P <= {length}")
@@ -477,12 +494,12 @@ def ar_sample(
     started = time.perf_counter()
     model.to(device).eval()
     precision = pick_precision(device)
-    generator = torch.Generator(device=device).manual_seed(seed)
+    generator = torch.Generator(float64_device(device)).manual_seed(seed)  # the draws' device
     cache, nfe = [], 0
     while tokens.size(1) < length:
         with autocast(device, precision):
             if not use_cache:
-                logits = model(tokens)  # (B, n, V): every position of the prefix, again
+                logits = model(tokens, fp32_logits=True)  # (B, n, V): the whole prefix, again
             elif not cache:  # prefill: the whole prompt in one call
                 logits = causal_forward(model, tokens, cache, start=0)  # (B, P, V)
             else:  # only the newest token; the cache holds the keys and values before it
@@ -490,7 +507,7 @@ def ar_sample(
                 logits = causal_forward(model, tokens[:, last:], cache, start=last)  # (B, 1, V)
         nfe += 1
         next_token, _ = draw_tokens(logits[:, -1], temperature, top_k, top_p, generator)  # (B,)
-        tokens = torch.cat([tokens, next_token[:, None]], dim=1)  # (B, n + 1)
+        tokens = torch.cat([tokens, next_token[:, None].to(device)], dim=1)  # (B, n + 1)
     return SampleResult(tokens.cpu(), nfe, seconds=time.perf_counter() - started)
 
 
@@ -516,7 +533,7 @@ def sequence_nll(judge, tokens, batch_size=8):
         with torch.no_grad():
             logits = judge(batch)[:, :-1].float()  # (b, L - 1, V): position i - 1 predicts i
         per_token = F.cross_entropy(logits.transpose(1, 2), batch[:, 1:], reduction="none")
-        nll.append(per_token.double().mean(dim=1).cpu())  # (b,)
+        nll.append(to_float64(per_token).mean(dim=1).cpu())  # (b,)
     return torch.cat(nll)
 
 
@@ -544,8 +561,8 @@ def span_recovery(predicted, truth) -> dict:
     """
     right = predicted == truth  # (N, S) bool
     return {
-        "exact_match": right.all(dim=1).double().mean().item(),
-        "token_accuracy": right.double().mean().item(),
+        "exact_match": to_float64(right.all(dim=1)).mean().item(),
+        "token_accuracy": to_float64(right).mean().item(),
     }
 
 
@@ -597,4 +614,4 @@ def prefix_recovery(model, passages, *, span) -> dict:
     return {**recovered, "nfe": result.nfe, "seconds": result.seconds, "tokens": result.tokens}
 
 
-SOURCE_SHA256 = "e290db4577332b47f7075359a257cf28c81f4ec62daa514a9447f08e93b34e37"
+SOURCE_SHA256 = "da6bdd0577101018d17848e4ab671ae51c7eb86240039490a30397d6c4f947b7"

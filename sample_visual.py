@@ -16,6 +16,10 @@ a tick for every frame that revealed tokens, as tall as the number it revealed.
 Keys: space pause/play, left/right step, up/down or +/- speed, R new seed, T next temperature,
 1-9 steps = 4, 8, ..., 1024, S screenshot PNG, G trajectory GIF, Esc or Q quit.
 
+Characters the monospace font lacks (emoji, many symbols) are drawn in the first installed font
+that has them (FALLBACK_FONTS: DejaVu Sans, Noto, Segoe UI, Apple's, ...); a character that no
+installed font has shows as a box. Colour emoji need a colour emoji font that SDL can scale.
+
 Left out, on purpose: sampling in a background thread (the window waits while a new trajectory
 is sampled, seconds for a big model on a CPU), scrolling (lines that do not fit are not drawn),
 wide (CJK) and right-to-left scripts, and an outline for a token that is only a newline or half
@@ -38,6 +42,7 @@ from mdlm_sampling import METHODS, make_fixed, newest_checkpoint, sample, window
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame prints a banner on import
 import pygame
+import pygame.freetype
 
 BACKGROUND, PANEL, MASK = (22, 24, 31), (34, 37, 47), (64, 71, 89)
 TEXT, DIM, PROMPT, HIGHLIGHT = (220, 223, 228), (128, 134, 150), (110, 160, 255), (250, 250, 210)
@@ -45,6 +50,22 @@ UNSURE, HALF_SURE, SURE = (226, 96, 110), (232, 184, 92), (118, 214, 160)  # p =
 HIGHLIGHT_FRAMES = 4  # a new token stays outlined for this many frames
 TEMPERATURES = (0.6, 0.8, 1.0, 1.2)  # T cycles through these
 MAX_GIF_FRAMES = 256  # longer trajectories are thinned evenly, keeping the first and last frame
+MIN_SIZE = (320, 200)  # the smallest window in which the text, legend and timeline all fit
+# fonts for characters the monospace font lacks, tried in this order where installed
+FALLBACK_FONTS = (
+    "dejavusans",
+    "notosans",
+    "notosanssymbols",
+    "notosanssymbols2",
+    "notocoloremoji",
+    "notoemoji",
+    "segoeuiemoji",
+    "segoeuisymbol",
+    "applecoloremoji",
+    "applesymbols",
+    "symbola",
+    "unifont",
+)
 HELP = "space pause  left/right step  up/down speed  R seed  T temperature  1-9 steps 4..1024  "
 HELP += "S png  G gif  Q quit"
 
@@ -183,6 +204,75 @@ def confidence_colour(p: float) -> tuple[int, int, int]:
     return blend(UNSURE, HALF_SURE, 2 * p) if p < 0.5 else blend(HALF_SURE, SURE, 2 * p - 1)
 
 
+class FontChain:
+    """A font and its fallbacks: each character is drawn in the first font that has it.
+
+    pygame.font draws a box for a character its font lacks, and cannot say which ones those are;
+    pygame.freetype can, so it looks them up. Worked example with DejaVu Sans Mono, which has no
+    emoji, and DejaVu Sans, which has a black-and-white one: "hi 😀!" -> [(mono, "hi "),
+    (sans, "😀"), (mono, "!")].
+    """
+
+    def __init__(self, name: str, size: int, fallbacks=FALLBACK_FONTS):
+        pygame.freetype.init()  # does nothing if it already ran
+        self.fonts = [pygame.font.SysFont(name, size)]  # SysFont's own choice comes first
+        self.lookups = []  # a freetype.Font per font in self.fonts, to ask which characters it has
+        paths = [pygame.font.match_font(name)] + [pygame.font.match_font(f) for f in fallbacks]
+        for k, path in enumerate(dict.fromkeys(paths)):  # the first font's path first
+            if path is None:
+                continue
+            try:
+                lookup = pygame.freetype.Font(path, size)
+                font = self.fonts[0] if k == 0 else pygame.font.Font(path, size)
+            except (OSError, pygame.error):  # e.g. a bitmap emoji font without this size
+                continue
+            if k > 0:
+                self.fonts.append(font)
+            self.lookups.append(lookup)
+        self._runs = {}  # text -> its runs, since the same tokens are drawn frame after frame
+
+    def runs(self, text: str) -> list[tuple]:
+        """text -> [(font, piece), ...]: consecutive characters that one font draws."""
+        if text not in self._runs:
+            pieces = []
+            for char in text:
+                font = self.font_for(char)
+                if pieces and pieces[-1][0] is font:
+                    pieces[-1] = (font, pieces[-1][1] + char)
+                else:
+                    pieces.append((font, char))
+            self._runs[text] = pieces
+        return self._runs[text]
+
+    def font_for(self, char: str):
+        """The first font that has char; the first font (which draws a box) if none has it."""
+        if len(self.lookups) < len(self.fonts) or char.isspace():
+            return self.fonts[0]  # no lookup for the main font: draw everything with it
+        for font, lookup in zip(self.fonts, self.lookups):
+            if lookup.get_metrics(char)[0] is not None:
+                return font
+        return self.fonts[0]
+
+    def size(self, text: str) -> tuple[int, int]:
+        widths = [font.size(piece)[0] for font, piece in self.runs(text)]
+        return sum(widths), self.fonts[0].get_linesize()
+
+    def render(self, text: str, antialias: bool, colour) -> pygame.Surface:
+        """Like pygame.font.Font.render; runs in other fonts sit on the first font's baseline."""
+        runs = self.runs(text)
+        if len(runs) <= 1:
+            return (runs[0][0] if runs else self.fonts[0]).render(text, antialias, colour)
+        ascent = max(font.get_ascent() for font, _ in runs)
+        images = [(font, font.render(piece, antialias, colour)) for font, piece in runs]
+        height = max(ascent - font.get_ascent() + image.get_height() for font, image in images)
+        surface = pygame.Surface((sum(i.get_width() for _, i in images), height), pygame.SRCALPHA)
+        x = 0
+        for font, image in images:
+            surface.blit(image, (x, ascent - font.get_ascent()))
+            x += image.get_width()
+        return surface
+
+
 class Renderer:
     """Draws one frame of a trajectory onto a pygame Surface: status, text, legend, timeline."""
 
@@ -190,9 +280,9 @@ class Renderer:
 
     def __init__(self, tokenizer, font_size: int = 20):
         self.tokenizer = tokenizer
-        self.font = pygame.font.SysFont("monospace", font_size)
+        self.font = FontChain("monospace", font_size)  # the text, with fallbacks (emoji)
         self.small = pygame.font.SysFont("monospace", round(font_size * 0.7))
-        self.line_height = self.font.get_linesize()
+        self.line_height = self.font.fonts[0].get_linesize()
         self.mask_width = self.font.size("MM")[0]
 
     def measure(self, text: str) -> int:
@@ -407,13 +497,26 @@ class Viewer:
 
 
 def window_size(text: str) -> tuple[int, int]:
-    """ "1000x700" -> (1000, 700); argparse turns the ValueError of a bad size into a message."""
-    width, height = map(int, text.lower().split("x"))
+    """ "1000x700" -> (1000, 700); a size that is not WIDTHxHEIGHT, or too small, is refused."""
+    try:
+        width, height = map(int, text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not WIDTHxHEIGHT, e.g. 1000x700") from None
+    if width < MIN_SIZE[0] or height < MIN_SIZE[1]:
+        raise argparse.ArgumentTypeError(
+            f"{width}x{height} is too small to draw the text, legend and timeline: "
+            f"at least {MIN_SIZE[0]}x{MIN_SIZE[1]}"
+        )
     return width, height
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    paragraphs = __doc__.strip().split("\n\n")
+    parser = argparse.ArgumentParser(
+        description=paragraphs[0],
+        epilog="\n\n".join(p for p in paragraphs if p.startswith(("Keys:", "Characters"))),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--checkpoint", help="a ckpt.pt (default: the newest under checkpoints/)")
     parser.add_argument("--sampler", default="ancestral", choices=METHODS)
     parser.add_argument("--steps", type=int, default=128)
@@ -442,7 +545,13 @@ def main(argv=None):
     settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})  # same names
     device = pick_device(args.device)
     try:
-        model, tokenizer, _ = load_model(args.checkpoint or newest_checkpoint(), device)
+        path = args.checkpoint or newest_checkpoint(knob="--checkpoint")
+        model, tokenizer, _ = load_model(path, device)
+        if model.config.causal:
+            raise CheckpointError(
+                f"{path} is an autoregressive twin (OBJECTIVE='ar'), which writes left to right: "
+                "give --checkpoint an MDLM's ckpt.pt"
+            )
         trajectory = sample_trajectory(model, tokenizer, settings, device)
     except (CheckpointError, ValueError) as error:  # no checkpoint, or a setting sample() refuses
         sys.exit(f"sample_visual.py: {error}")

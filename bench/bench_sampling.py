@@ -73,7 +73,11 @@ def main(argv=None):
 
     device = pick_device(args.device)
     try:
-        path = Path(args.checkpoint) if args.checkpoint else newest_checkpoint(REPO / "checkpoints")
+        path = (
+            Path(args.checkpoint)
+            if args.checkpoint
+            else newest_checkpoint(REPO / "checkpoints", knob="--checkpoint")
+        )
         model, _, _ = load_model(path, device)
     except CheckpointError as error:  # none, corrupt or foreign: the message says what to do
         sys.exit(f"error: {error}")

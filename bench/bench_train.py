@@ -7,10 +7,12 @@ It times full optimizer steps (forward, backward, AdamW) on random tokens with t
 loss of mdlm_model.py, after warm-up steps that are not counted, and prints the median.
 Model FLOPs per token follow the PaLM appendix: 6 x (parameters in matrix multiplies) for the
 weights plus 12 x n_layer x L x D for attention scores, forward and backward together.
-MFU is printed only where the peak is known (H100/H200/A100 bf16 dense); CPUs have no line.
+MFU is printed only where the peak is known (the dense bf16 peak of the datasheet: H100/H200
+989 TFLOP/s, A100 312, RTX 4090 165); CPUs have no line. --json writes the figures to a file.
 """
 
 import argparse
+import json
 import statistics
 import sys
 import time
@@ -21,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mdlm_model as M  # noqa: E402
 
-PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
+PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "RTX 4090": 165e12}
 
 
 def flops_per_token(model: M.Transformer) -> float:
@@ -68,19 +70,25 @@ def measure(
     compile_model: bool = False,
     steps: int = 5,
     warmup: int = 2,
+    profile: int = 0,
 ) -> dict:
-    """Time `steps` optimizer steps after `warmup` untimed ones; return the figures as a dict."""
+    """Time `steps` optimizer steps after `warmup` untimed ones; return the figures as a dict.
+
+    profile > 0 runs one more step under torch.profiler and keeps the table of the `profile`
+    operations that took the most time on the device (on the CPU, without a GPU).
+    """
     dtype = M.pick_precision(device)
     model = M.Transformer(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
     scaler = M.make_scaler(device, dtype)
-    step_model = torch.compile(model) if compile_model else model
+    step_model, not_compiled = model, None
+    if compile_model:  # only where torch.compile runs (not on MPS or Windows)
+        step_model, not_compiled = M.compile_if_possible(model, device)
+    compile_model = compile_model and not_compiled is None
     generator = torch.Generator().manual_seed(0)
     ids = torch.randint(config.vocab_size - 1, (1_000_000,))
 
-    seconds = []
-    for step in range(warmup + steps):
-        started = time.perf_counter()
+    def one_step():
         x0 = M.get_batch(ids, batch, config.seq_len, generator).to(device)
         with M.autocast(device, dtype):
             loss = M.loss_on_batch(step_model, x0, generator)
@@ -89,8 +97,16 @@ def measure(
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         synchronize(device)
+
+    seconds, first_step = [], None
+    for step in range(warmup + steps):
+        started = time.perf_counter()
+        one_step()
+        if step == 0:  # with torch.compile, this includes the compilation
+            first_step = time.perf_counter() - started
         if step >= warmup:
             seconds.append(time.perf_counter() - started)
+    table = profile_step(one_step, device, profile) if profile else None
 
     median = statistics.median(seconds)
     flops = flops_per_token(model)
@@ -98,10 +114,13 @@ def measure(
     peak = peak_flops(device)
     return {
         "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "dtype": str(dtype),
         "compile": compile_model,
         "threads": torch.get_num_threads(),
         "config": config,
+        "batch": batch,
+        "first_step_seconds": first_step,
         "params": model.num_params(),
         "flops_per_token": flops,
         "step_seconds": seconds,
@@ -110,7 +129,22 @@ def measure(
         "achieved_flops": tokens_per_s * flops,
         "peak_flops": peak,
         "mfu": tokens_per_s * flops / peak if peak else None,
+        "profile": table,
     }
+
+
+def profile_step(one_step, device: torch.device, rows: int) -> str:
+    """torch.profiler's table of one step: the operations that took the most time, slowest
+    first (on the GPU: its kernels' own time, to see attention, matmuls, the optimizer)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as profiler:
+        one_step()
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=key, row_limit=rows)
 
 
 def main() -> None:
@@ -127,6 +161,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--steps", type=int, default=5, help="timed steps")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--json", default="", help="also write the figures to this file")
+    parser.add_argument("--profile", type=int, default=0, help="profile one step: top N ops")
     args = parser.parse_args()
 
     config = model_config(
@@ -141,6 +177,7 @@ def main() -> None:
         compile_model=args.compile,
         steps=args.steps,
         warmup=args.warmup,
+        profile=args.profile,
     )
     step_ms = ", ".join(f"{seconds * 1000:.0f}" for seconds in figures["step_seconds"])
     megaflops = figures["flops_per_token"] / 1e6
@@ -154,6 +191,11 @@ def main() -> None:
     print(f"{figures['tokens_per_second']:,.0f} tokens/s, {gigaflops:.1f} GFLOP/s achieved")
     if figures["mfu"] is not None:
         print(f"MFU {figures['mfu']:.1%} of {figures['peak_flops'] / 1e12:.0f} TFLOP/s bf16 peak")
+    if figures["profile"]:
+        print(figures["profile"])
+    if args.json:
+        saved = {**figures, "config": vars(config), "objective": args.objective}
+        Path(args.json).write_text(json.dumps(saved, indent=1))
 
 
 if __name__ == "__main__":

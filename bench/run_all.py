@@ -345,7 +345,11 @@ def quality_section(runs, judge, judge_path):
 
 def load_mdlm(checkpoint, device):
     """(model, path, tokenizer) of --checkpoint, by default the newest MDLM under checkpoints/."""
-    path = Path(checkpoint) if checkpoint else mdlm_sampling.newest_checkpoint(ROOT / "checkpoints")
+    path = (
+        Path(checkpoint)
+        if checkpoint
+        else mdlm_sampling.newest_checkpoint(ROOT / "checkpoints", knob="--checkpoint")
+    )
     model, tokenizer, _ = load_model(path, device)
     if model.config.causal:
         raise CheckpointError(f"{path} is an AR twin (OBJECTIVE='ar'): pass it as --judge")

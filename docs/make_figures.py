@@ -126,8 +126,9 @@ def reveal_probability(path: Path, steps: int = 8) -> None:
     """Per step of ancestral sampling: the chance a mask is revealed, and what is left masked."""
     model = tiny_model(seq_len=256)
     trace = sample(model, num_samples=64, steps=steps, record_trace=True, seed=0).trace
-    masked = [(frame.tokens == model.config.mask_id).double().mean().item() for frame in trace]
-    i = torch.arange(steps, 0, -1, dtype=torch.float64)  # steps go from t = i/T to s = (i-1)/T
+    is_masked = [frame.tokens == model.config.mask_id for frame in trace]  # trace: CPU tensors
+    masked = [m.double().mean().item() for m in is_masked]  # on the CPU
+    i = torch.arange(steps, 0, -1, dtype=torch.float64)  # on the CPU: t = i/T to s = (i-1)/T
     t, s = i / steps, (i - 1) / steps
     reveal = (alpha(s) - alpha(t)) / (1 - alpha(t))  # (T,) = (t - s)/t = 1/i
     measured = [1 - after / before for before, after in zip(masked, masked[1:])]
@@ -158,7 +159,7 @@ def cache_calls(path: Path, seq_len: int = 256) -> None:
     model = tiny_model(seq_len)
     steps = [4, 16, 64, 256, 1024, 4096]
     calls = [sample(model, steps=T, method="cached", seed=0).nfe for T in steps]
-    grid = torch.logspace(0, math.log10(8192), 200, dtype=torch.float64)
+    grid = torch.logspace(0, math.log10(8192), 200, dtype=torch.float64)  # on the CPU
     expected = grid * (1 - (1 - 1 / grid) ** seq_len)  # steps that reveal at least one position
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(grid, grid, ":", color="gray", label="plain ancestral: one call per step")

@@ -1,15 +1,31 @@
 """Shared fixtures: a checkpoint made by the real training notebook in smoke mode, and a twin."""
 
+import ast
+import importlib
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from nbexport import MODULE_FOR
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 # CI and this project's machines have ../shared/data; a fresh clone uses the 200 kB slice here.
 SMOKE_DATA = SHARED_TEXT if SHARED_TEXT.exists() else ROOT / "tests" / "data" / "tiny.txt"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `gpu` run the CUDA paths: where there is no CUDA GPU they are skipped."""
+    if torch.cuda.is_available():
+        return
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (scripts/gpu_run.py runs these on one)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(no_gpu)
 
 
 def run_notebook(notebook: str, out_dir: Path, **parameters) -> Path:
@@ -60,3 +76,38 @@ def smoke_twin(smoke_checkpoint, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("smoke_twin") / "ckpt.pt"
     save_checkpoint(path, model=Transformer(config), tokenizer=tokenizer)
     return path
+
+
+def notebook_function(notebook: str, name: str):
+    """A function defined in a notebook cell that is not exported, compiled alone so that the
+    rest of its cell (which may run a whole model) does not run. Its globals are those of the
+    notebook's module (mdlm_model.py or mdlm_sampling.py), where its other names come from."""
+    cells = json.loads((ROOT / notebook).read_text(encoding="utf-8"))["cells"]
+    for cell in cells:
+        source = "".join(cell["source"])
+        if cell["cell_type"] == "code" and f"def {name}(" in source:
+            tree = ast.parse(source)
+            definition = [n for n in tree.body if getattr(n, "name", None) == name]
+            module = importlib.import_module(MODULE_FOR[notebook].removesuffix(".py"))
+            namespace = dict(vars(module))
+            exec(compile(ast.Module(definition, type_ignores=[]), notebook, "exec"), namespace)
+            return namespace[name]
+    raise AssertionError(f"no cell of {notebook} defines {name}")
+
+
+def tiny_model(vocab_size=24, seq_len=16, time_conditioning=False, causal=False, n_layer=1):
+    """A small randomly initialised network (seed 0) in eval mode; the last id is the mask."""
+    from mdlm_model import ModelConfig, Transformer
+
+    torch.manual_seed(0)
+    config = ModelConfig(
+        vocab_size=vocab_size,
+        mask_id=vocab_size - 1,
+        seq_len=seq_len,
+        n_layer=n_layer,
+        n_head=2,
+        d_model=32,
+        time_conditioning=time_conditioning,
+        causal=causal,
+    )
+    return Transformer(config).eval()

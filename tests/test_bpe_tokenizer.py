@@ -258,6 +258,22 @@ def test_save_load_round_trip(tok, tmp_path):
     assert BPETokenizer.from_json(tok.to_json()).to_json() == tok.to_json()
 
 
+def test_a_failed_save_keeps_the_old_file_whole(tok, tmp_path, monkeypatch):
+    """Two runs may share data/tokenizers/: a save is a rename, so no reader sees half a file."""
+    path = tmp_path / "tok.json"
+    path.write_text("the old file")
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("bpe_tokenizer.os.replace", crash)
+    with pytest.raises(OSError, match="disk full"):
+        tok.save(path)
+    assert path.read_text() == "the old file" and [p.name for p in tmp_path.iterdir()] == [
+        "tok.json"
+    ]
+
+
 def test_json_is_readable(tok):
     data = json.loads(tok.to_json())
     assert (data["format"], data["version"]) == ("mdlm-bpe-tokenizer", 1)

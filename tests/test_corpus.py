@@ -166,7 +166,8 @@ def test_no_network_says_how_to_work_offline(offline, tmp_path, name, local_copy
         load_text(name, tmp_path)
     message = str(error.value)
     assert "could not download http://127.0.0.1:" in message
-    assert f"DATA='../shared/data/{local_copy}'" in message
+    knobs = "(DATA in train_model.ipynb, the first argument of corpus.py)"
+    assert f"{knobs}, e.g. ../shared/data/{local_copy}" in message
     assert "any .txt file" in message
     assert files_in(tmp_path) == []
 
@@ -232,15 +233,21 @@ def test_files_load_as_saved_but_with_newline_endings(tmp_path, data, expected):
     assert load_text(str(tmp_path / "book.txt")) == expected
 
 
-def test_folder_is_read_in_name_order(tmp_path):
+def test_folder_and_subfolders_are_read_in_path_order(tmp_path, capsys):
     files = {
         "books/b.txt": b"second\n",
         "books/a.txt": b"first",  # no final newline: one is added before joining
         "books/notes.md": b"not a .txt file\n",
-        "books/old/c.txt": b"not read: in a subfolder\n",
+        "books/Z/c.txt": b"third: in a subfolder\n",  # "Z/c.txt" < "a.txt": upper case first
+        "books/a/x/d.txt": b"fourth, two folders down\n",  # "a.txt" < "a/x/d.txt"
+        "books/.ipynb_checkpoints/a-checkpoint.txt": b"hidden: not read\n",
+        "books/.e.txt": b"hidden: not read\n",
     }
     write_files(tmp_path, files)
-    assert load_text(str(tmp_path / "books")) == "first\n\nsecond\n"
+    text = load_text(str(tmp_path / "books"))
+    assert text == "third: in a subfolder\n\nfirst\n\nfourth, two folders down\n\nsecond\n"
+    read = f"read 4 .txt files, {7 + 5 + 22 + 25} bytes, from {(tmp_path / 'books').resolve()}"
+    assert read in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("source", ["a.txt", "./sub/../a.txt", "~/a.txt", "~", "."])
@@ -278,10 +285,12 @@ def test_bad_input_says_what_to_do(tmp_path, monkeypatch, files, source, message
     assert message.format(tmp_path=tmp_path.resolve()) in str(error.value)
 
 
-def test_not_utf8_offers_errors_replace(tmp_path):
+def test_not_utf8_offers_errors_replace_by_the_name_of_each_knob(tmp_path):
     write_files(tmp_path, {"a.txt": "café\n".encode("latin-1")})
-    with pytest.raises(CorpusError, match="errors='replace'"):
+    with pytest.raises(CorpusError) as error:
         load_text(str(tmp_path / "a.txt"))
+    for knob in ["TEXT_ERRORS = 'replace' in train_model.ipynb", "--errors replace for corpus.py"]:
+        assert knob in str(error.value)
     assert load_text(str(tmp_path / "a.txt"), errors="replace") == "caf\ufffd\n"
 
 
@@ -376,10 +385,40 @@ def test_pieces_are_whole_lines_of_about_equal_length(example):
     assert max(map(len, pieces)) <= len(text) / num_pieces + max(map(len, lines))
 
 
-@pytest.mark.parametrize("text", ["".join(f"{i}\n" for i in range(99)), "one long line " * 1000])
-def test_split_too_short_text_is_an_error(text):
-    with pytest.raises(CorpusError, match="too short to split: it has .* lines"):
-        split_train_val(text)
+@pytest.mark.parametrize(
+    "text, num_pieces, expected",
+    [
+        ("a b c d", 2, ["a b ", "c d"]),  # one line: cut after whitespace
+        ("a\nb c d e", 3, ["a\nb ", "c ", "d e"]),  # 2 lines for 3 pieces: targets 3 and 6
+        ("abcdef", 3, ["ab", "cd", "ef"]),  # no whitespace: anywhere
+        ("ab", 2, ["a", "b"]),
+    ],
+)
+def test_text_with_too_few_lines_is_cut_after_whitespace_or_anywhere(text, num_pieces, expected):
+    assert corpus.cut_into_pieces(text, num_pieces) == expected
+
+
+def test_a_book_on_one_line_splits():
+    """A 5 MB text without line breaks is long, not short: it splits after whitespace."""
+    text = "It was a dark and stormy night; the rain fell in torrents. " * 90_000
+    train, val = split_train_val(text.strip())
+    assert len(val) == pytest.approx(0.1 * len(text), rel=1e-3)
+    assert all(piece.endswith(" ") for piece in corpus.cut_into_pieces(text, 100)[:-1])
+
+
+@given(st.text(min_size=1, max_size=200), st.integers(1, 20))
+def test_any_text_long_enough_is_cut_into_non_empty_pieces(text, num_pieces):
+    if len(text) < num_pieces:
+        with pytest.raises(CorpusError, match=f"it has {len(text)} characters"):
+            corpus.cut_into_pieces(text, num_pieces)
+        return
+    pieces = corpus.cut_into_pieces(text, num_pieces)
+    assert "".join(pieces) == text and len(pieces) == num_pieces and all(pieces)
+
+
+def test_split_too_short_text_is_an_error():
+    with pytest.raises(CorpusError, match="too short to split: it has 50 characters, and each of"):
+        split_train_val("x" * 50)
 
 
 @pytest.mark.parametrize("val_fraction", [0.0, 0.004, 0.996, 1.0])

@@ -22,6 +22,7 @@ from mdlm_model import load_model
 from sample_visual import (
     MASK,
     Cell,
+    FontChain,
     Renderer,
     Settings,
     Trajectory,
@@ -303,3 +304,70 @@ def test_a_bad_checkpoint_or_setting_exits_with_a_message(smoke_checkpoint, tmp_
     message = str(exit.value.code)
     assert message.startswith("sample_visual.py: ")
     assert ("time-conditioned" if problem == "cached sampler" else str(checkpoint)) in message
+
+
+@pytest.mark.parametrize("size", ["0x0", "319x700", "1000x199", "5x5"])
+def test_a_size_too_small_to_draw_is_refused(size, capsys):
+    with pytest.raises(SystemExit):
+        main(["--headless", "--out", "x.gif", "--size", size])
+    assert (
+        "too small to draw the text, legend and timeline: at least 320x200"
+        in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("size", ["big", "10x", "x10", "1e3x500"])
+def test_a_size_that_is_not_width_by_height_is_refused(size, capsys):
+    with pytest.raises(SystemExit):
+        main(["--headless", "--out", "x.gif", "--size", size])
+    assert "is not WIDTHxHEIGHT, e.g. 1000x700" in capsys.readouterr().err
+
+
+def test_the_smallest_size_draws(smoke_checkpoint, tmp_path):
+    out = tmp_path / "small.gif"
+    main(["--headless", "--out", str(out), "--checkpoint", str(smoke_checkpoint), "--steps", "4",
+          "--size", "320x200"])  # fmt: skip
+    with Image.open(out) as gif:
+        assert gif.size == (320, 200)
+
+
+def test_an_autoregressive_checkpoint_names_the_flag(smoke_twin, tmp_path):
+    with pytest.raises(SystemExit) as exit:
+        main(["--headless", "--out", str(tmp_path / "x.gif"), "--checkpoint", str(smoke_twin)])
+    message = str(exit.value.code)
+    assert "autoregressive twin" in message and "give --checkpoint an MDLM's ckpt.pt" in message
+    assert "CHECKPOINT" not in message.replace("--checkpoint", "")
+
+
+def test_without_a_checkpoint_the_message_names_the_flag(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ here
+    with pytest.raises(SystemExit) as exit:
+        main(["--headless", "--out", "x.gif"])
+    assert "name one with --checkpoint" in str(exit.value.code)
+
+
+EMOJI = "\U0001f600"  # 😀, in no monospace font here; DejaVu Sans draws a black-and-white one
+
+
+def test_fallback_fonts_draw_what_the_monospace_font_lacks():
+    chain = FontChain("monospace", 20)
+    if len(chain.lookups) < 2 or chain.font_for(EMOJI) is chain.fonts[0]:
+        pytest.skip("no installed fallback font has the emoji")
+    runs = chain.runs(f"hi {EMOJI}!")
+    assert [piece for _, piece in runs] == ["hi ", EMOJI, "!"]
+    assert runs[0][0] is chain.fonts[0] is runs[2][0] and runs[1][0] is not chain.fonts[0]
+    box = chain.fonts[0].render(EMOJI, True, (255, 255, 255))  # what the window drew before
+    drawn = chain.render(EMOJI, True, (255, 255, 255))
+    assert pygame.image.tobytes(drawn, "RGBA") != pygame.image.tobytes(box, "RGBA")
+    width = sum(font.size(piece)[0] for font, piece in runs)
+    assert (
+        chain.size(f"hi {EMOJI}!")[0]
+        == width
+        == chain.render(f"hi {EMOJI}!", True, (0, 0, 0)).get_width()
+    )
+
+
+def test_a_character_no_font_has_falls_back_to_the_box():
+    chain = FontChain("monospace", 20)
+    private_use = "\U0010fffd"  # assigned to nothing: no font has it
+    assert chain.runs(f"a{private_use}") == [(chain.fonts[0], f"a{private_use}")]

@@ -9,10 +9,11 @@ import json
 import math
 import os
 
+import conftest
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import run_notebook
+from conftest import notebook_function, run_notebook
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,6 @@ from bpe_tokenizer import BPETokenizer
 from mdlm_model import (
     CheckpointError,
     ModelConfig,
-    Transformer,
     alpha,
     save_checkpoint,
 )
@@ -51,19 +51,8 @@ V, MASK = 24, 23  # a tiny vocabulary whose last id is the mask
 L = 16  # the tiny model's seq_len
 
 
-def tiny_model(seq_len=L, time_conditioning=False, causal=False, n_layer=1):
-    torch.manual_seed(0)
-    config = ModelConfig(
-        vocab_size=V,
-        mask_id=MASK,
-        seq_len=seq_len,
-        n_layer=n_layer,
-        n_head=2,
-        d_model=32,
-        time_conditioning=time_conditioning,
-        causal=causal,
-    )
-    return Transformer(config).eval()
+def tiny_model(seq_len=L, **kwargs):
+    return conftest.tiny_model(V, seq_len, **kwargs)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -575,7 +564,7 @@ class Oracle(torch.nn.Module):
         self.register_buffer("logits", 10 * F.one_hot(answer, V).float())  # (L, V)
         self.unused = torch.nn.Parameter(torch.zeros(1))  # sample() asks for its device
 
-    def forward(self, z, t=None):
+    def forward(self, z, t=None, fp32_logits=False):
         return self.logits.expand(len(z), -1, -1)  # (B, L, V)
 
 
@@ -632,3 +621,15 @@ def test_notebook_runs_in_smoke_mode(smoke_checkpoint, smoke_twin, tmp_path):
             assert all(
                 0 <= row["exact_match"] <= row["token_accuracy"] <= 1 for row in by_whom.values()
             )
+
+
+def test_gif_text_is_drawable():
+    """sampling.ipynb draws each token with Pillow, which cannot lay out \r or \x1c: an
+    untrained model emits such bytes, and the notebook once died on them."""
+    from PIL import ImageFont
+
+    drawable = notebook_function("sampling.ipynb", "drawable")
+    assert drawable("a\rb\x1c\n\tc\u0085") == "a\ufffdb\ufffd c\ufffd"
+    font = ImageFont.load_default()
+    for code in range(0x200):
+        font.getlength(drawable(chr(code)))  # raises for what Pillow refuses

@@ -57,29 +57,41 @@ def test_interrupted_and_resumed_run_matches_one_go(smoke_run, tmp_path):
     assert resumed["history"]["val_bpb"] == one_go["history"]["val_bpb"]
 
 
+def failed_run(tmp_path, **parameters) -> str:
+    """Run the notebook in smoke mode expecting it to stop; return what it printed."""
+    command = [sys.executable, "-m", "papermill", "train_model.ipynb", str(tmp_path / "out.ipynb")]
+    for name, value in {"RUN_MODE": "smoke", "OUT_DIR": tmp_path, **parameters}.items():
+        command += ["-p", name, str(value)]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    return result.stdout + result.stderr
+
+
 @pytest.mark.parametrize(
     "parameters,message",
     [
         ({"DATA": "no/such/book.txt"}, "no such file or folder"),
         ({"DATA": SMOKE_DATA, "MAX_CHARS": 3000, "SEQ_LEN": 4096}, "lower SEQ_LEN"),
+        ({"DATA": SMOKE_DATA, "PRECISION": "fp8"}, "PRECISION must be auto or one of"),
     ],
 )
 def test_bad_input_stops_with_a_clear_message(tmp_path, parameters, message):
-    command = [
-        sys.executable,
-        "-m",
-        "papermill",
+    assert message in failed_run(tmp_path, **parameters)
+
+
+def test_text_that_is_not_utf8_names_the_knob_that_reads_it(tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    text = SMOKE_DATA.read_text(encoding="utf-8")[:60_000].replace("e", "\u00e9")  # é
+    latin1.write_bytes(text.encode("latin-1", errors="replace"))
+    assert "TEXT_ERRORS = 'replace' in train_model.ipynb" in failed_run(tmp_path, DATA=latin1)
+    run_notebook(
         "train_model.ipynb",
-        str(tmp_path / "out.ipynb"),
-        "-p",
-        "RUN_MODE",
-        "smoke",
-        "-p",
-        "OUT_DIR",
-        str(tmp_path),
-    ]
-    for name, value in parameters.items():
-        command += ["-p", name, str(value)]
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode != 0
-    assert message in result.stdout + result.stderr
+        tmp_path / "replaced",
+        RUN_MODE="smoke",
+        DATA=latin1,
+        TEXT_ERRORS="replace",
+        MAX_STEPS=4,
+        EVAL_EVERY=4,
+        OUT_DIR=tmp_path / "replaced",
+    )
+    assert json.loads((tmp_path / "replaced" / "metrics.json").read_text())["steps"] == 4
