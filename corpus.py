@@ -1,9 +1,12 @@
 r"""Training text: download, clean, cache and split the text the diffusion model learns from.
 
-    text = load_text("gutenberg")    # 23 public-domain novels, 7.7 MB, cached under data/
-    text = load_text("shakespeare")  # Tiny Shakespeare, 1.1 MB
-    text = load_text("~/my_books")   # or any .txt file, or a folder of .txt files (and subfolders)
-    train_text, val_text = split_train_val(text)
+    books = load_documents("gutenberg")    # 23 public-domain novels, 7.7 MB, cached under data/
+    books = load_documents("shakespeare")  # Tiny Shakespeare, 1.1 MB, one file
+    books = load_documents("~/my_books")   # any .txt file, or a folder of them (and subfolders)
+    split = split_documents(books)         # the last tenth of every file is held out
+    split.train, split.val                 # the two texts; split.describe() says what went where
+    text = load_text("gutenberg")          # or all of it as one text
+
 
 A corpus name is downloaded on first use from its original source (Project Gutenberg for the
 books, karpathy/char-rnn on GitHub for Tiny Shakespeare) and cached under data/; later runs read
@@ -17,7 +20,6 @@ change to the words themselves, such as turning curly quotes into ASCII ones.
 """
 
 import argparse
-import bisect
 import hashlib
 import http.client
 import os
@@ -25,8 +27,9 @@ import re
 import sys
 import unicodedata
 import urllib.request
-from itertools import pairwise
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 CORPORA = {
     "gutenberg": {
@@ -77,38 +80,77 @@ class CorpusError(Exception):
     """Missing or unusable text; the message says what to do about it."""
 
 
-def load_text(
+class Document(NamedTuple):
+    """One file of a corpus: its name (the path inside its folder, without .txt) and its text."""
+
+    name: str
+    text: str
+
+
+def load_documents(
     source: str = "gutenberg", data_dir: str | Path = "data", errors: str = "strict"
-) -> str:
-    """Return the text of a corpus name or a path.
+) -> list[Document]:
+    """The files of a corpus name or a path, in order, each as a Document.
 
     source: a name in CORPORA (downloaded on first use, then read from data_dir), a text file,
         or a folder: its .txt files and those of its subfolders, in the order of their paths
-        (a/b.txt before a/c/d.txt before b.txt), joined with one blank line; files and folders
-        whose names start with "." are passed over. Relative paths start from the current
-        folder; ~ means your home folder.
+        (a/b.txt before a/c/d.txt before b.txt); files and folders whose names start with "."
+        are passed over. Relative paths start from the current folder; ~ is your home folder.
     errors: "strict" stops at the first byte that is not UTF-8; "replace" turns such bytes
         into U+FFFD (the errors argument of bytes.decode).
     """
+    data_dir = Path(data_dir).expanduser()
     if source == "gutenberg":
-        path = fetch_gutenberg(Path(data_dir).expanduser())
+        folder, files = data_dir / "gutenberg", fetch_gutenberg(data_dir)
     elif source == "shakespeare":
-        path = fetch_shakespeare(Path(data_dir).expanduser())
+        path = fetch_shakespeare(data_dir)
+        folder, files = path.parent, [path]
     else:
         path = find_path(source)
-    if not path.is_dir():
-        return read_file(path, errors)
-    files = text_files(path)
-    if not files:
-        raise CorpusError(
-            f"no .txt files in the folder {path} or its subfolders: put your books there as .txt "
-            "files"
-        )
-    texts = [read_file(file, errors) for file in files]
-    size = sum(file.stat().st_size for file in files)
-    print(f"read {len(files)} .txt file{'s' * (len(files) > 1)}, {size:,} bytes, from {path}")
-    # each text ends with \n, so joining with \n leaves exactly one blank line between files
-    return "\n".join(text if text.endswith("\n") else text + "\n" for text in texts)
+        folder, files = (path, text_files(path)) if path.is_dir() else (path.parent, [path])
+        if not files:
+            raise CorpusError(
+                f"no .txt files in the folder {path} or its subfolders: put your books there as "
+                ".txt files"
+            )
+    documents = [
+        Document(file.relative_to(folder).with_suffix("").as_posix(), read_file(file, errors))
+        for file in files
+    ]
+    if len(files) > 1:
+        size = sum(file.stat().st_size for file in files)
+        print(f"read {len(files)} .txt files, {size:,} bytes, from {folder}")
+    return documents
+
+
+def load_text(
+    source: str = "gutenberg", data_dir: str | Path = "data", errors: str = "strict"
+) -> str:
+    """The text of a corpus name or a path: its files (load_documents) joined by join_documents."""
+    return join_documents(load_documents(source, data_dir, errors))
+
+
+def join_documents(documents) -> str:
+    r"""Texts (or Documents) joined with one blank line between them; one text comes back as is.
+
+    ['a', 'b\n', 'c'] -> 'a\n\nb\n\nc': a text followed by another gets a final \n first.
+    """
+    texts = [getattr(document, "text", document) for document in documents]
+    ended = [text if text.endswith("\n") else text + "\n" for text in texts[:-1]]
+    # each of them ends with \n, so joining with \n leaves exactly one blank line between texts
+    return "\n".join(ended + texts[-1:])
+
+
+def truncate_documents(documents: list[Document], max_chars: int) -> list[Document]:
+    """The documents cut to max_chars characters in all: whole ones while they fit, then the
+    start of the next (smoke runs train on a small slice of a corpus)."""
+    kept, left = [], max_chars
+    for document in documents:
+        if left <= 0:
+            break
+        kept.append(Document(document.name, document.text[:left]))
+        left -= len(document.text)
+    return kept
 
 
 def text_files(folder: Path) -> list[Path]:
@@ -224,16 +266,13 @@ def fetch_shakespeare(data_dir: Path) -> Path:
     return path
 
 
-def fetch_gutenberg(data_dir: Path) -> Path:
-    """Download, clean and cache each missing book, then join them all into gutenberg.txt.
+def fetch_gutenberg(data_dir: Path) -> list[Path]:
+    """Download, clean and cache each missing book; the paths of all 23, in catalogue order.
 
     Each book is kept as data_dir/gutenberg/<name>.txt, so a run that was cut off resumes with
     the first book that is missing.
     """
-    path = data_dir / "gutenberg.txt"
-    if path.exists():
-        return path
-    books = []
+    paths = []
     for i, (name, number) in enumerate(GUTENBERG_BOOKS.items(), start=1):
         book_path = data_dir / "gutenberg" / f"{name}.txt"
         if not book_path.exists():
@@ -241,10 +280,8 @@ def fetch_gutenberg(data_dir: Path) -> Path:
             print(f"downloading {i}/{len(GUTENBERG_BOOKS)} {name} from {url}")
             book = clean_gutenberg(decode(download(url, "gutenberg"), url), url)
             write_atomic(book_path, book.encode("utf-8"))
-        books.append(read_file(book_path))
-    # each book ends with \n, so joining with \n leaves exactly one blank line between books
-    write_atomic(path, "\n".join(books).encode("utf-8"))
-    return path
+        paths.append(book_path)
+    return paths
 
 
 START = re.compile(r"^\*\*\* ?START OF (THE|THIS) PROJECT GUTENBERG EBOOK.*\n", re.I | re.M)
@@ -278,73 +315,75 @@ def clean_gutenberg(text: str, origin: str = "the file") -> str:
     return unicodedata.normalize("NFC", book) + "\n"
 
 
-# Where a piece may end, best first: after a line, after any whitespace, after any character.
-BOUNDARIES = [("lines", "\n"), ("words", r"\s")]
+def held_out_start(text: str, val_fraction: float = 0.1) -> int:
+    r"""Where the held-out end of a text begins: at the line end nearest to 1 - val_fraction of
+    it; in a text with no line end to cut at, at the nearest whitespace; with none, right there.
 
-
-def cut_into_pieces(text: str, num_pieces: int) -> list[str]:
-    r"""Cut text into num_pieces contiguous pieces of about equal length, at line ends.
-
-    A text with fewer lines than pieces (a whole book on one line, say) is cut after whitespace
-    instead, and one with too little whitespace too (Chinese without line breaks) anywhere.
-    '0\n1\n2\n3\n', num_pieces=2 -> ['0\n1\n', '2\n3\n']; 'a b c d', 2 -> ['a b ', 'c d']
+    Both parts keep at least one character. 'a\nb\nc\nd\n', 0.5 -> 4 ('a\nb\n' | 'c\nd\n');
+    'ab cd', 0.5 -> 3 ('ab ' | 'cd'); 'abcd', 0.5 -> 2 ('ab' | 'cd').
     """
-    for _, pattern in BOUNDARIES:
-        ends = [match.end() for match in re.finditer(pattern, text)]
-        if not ends or ends[-1] != len(text):
-            ends.append(len(text))  # the text itself ends the last piece
-        if len(ends) >= num_pieces:
-            break
-    else:
-        ends = range(1, len(text) + 1)  # after any character, without a list of millions
-        if len(ends) < num_pieces:
-            raise CorpusError(
-                f"the text is too short to split: it has {len(text)} characters, and each of "
-                f"the {num_pieces} pieces needs at least one. Use a longer text"
-            )
-    cuts, end = [0], -1  # end: index in `ends` of the end of the previous piece
-    for piece in range(1, num_pieces):
-        target = piece * len(text) // num_pieces
-        end = max(end + 1, bisect.bisect_left(ends, target))  # the first end at or after target
-        end = min(end, len(ends) - 1 - (num_pieces - piece))  # leave an end for each piece left
-        cuts.append(ends[end])
-    cuts.append(len(text))
-    return [text[start:stop] for start, stop in pairwise(cuts)]
+    if len(text) < 2:
+        return len(text)  # nothing to hold out from a single character
+    target = min(max(1, round(len(text) * (1 - val_fraction))), len(text) - 1)
+    for boundary in (r"\n", r"\s"):  # cut after a line end, else after any whitespace
+        cuts = [match.end() for match in re.compile(boundary).finditer(text, 0, len(text) - 1)]
+        if cuts:  # the nearest to the target; of two as near, the earlier
+            return min(cuts, key=lambda cut: (abs(cut - target), cut))
+    return target
 
 
-def split_train_val(text: str, val_fraction: float = 0.1, num_pieces: int = 100) -> tuple[str, str]:
-    r"""Split text into (train_text, val_text), holding out evenly spaced pieces for validation.
+@dataclass
+class Split:
+    """The training and held-out texts, and how much of each file went where."""
 
-    The text is cut at line ends (see cut_into_pieces for a text of very few lines) into
-    num_pieces contiguous pieces of about equal length, and
-    val_fraction of them are held out, spread evenly: with the defaults every 10th piece
-    (pieces 9, 19, ..., 99). Why not simply the last 10%? For gutenberg that would be all
-    Jane Austen, the last book, so validation would measure one author. Evenly spaced pieces
-    sample every book, while each one is still long contiguous text (about 77 KB for gutenberg),
-    so the only passages shared by train and validation are the 19 at the seams between them.
-    Splitting by random lines or sentences would instead validate on passages the model has
-    half-read in training.
+    train: str
+    val: str
+    held_out: list[tuple[str, int]]  # (file name, characters held out), for every file
+    val_fraction: float
 
-    The pieces of each part are joined in order with nothing in between, so every character of
-    text is in exactly one part, len(train) + len(val) == len(text), and no line is broken or
-    glued to another (every piece but the last ends with \n).
-
-    text = '0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n', num_pieces=5: pieces '0\n1\n', '2\n3\n', ..., '8\n9\n'
-        val_fraction=0.2 -> val = piece 4 = '8\n9\n'
-        val_fraction=0.4 -> val = pieces 1 and 4 = '2\n3\n8\n9\n'
-    """
-    num_val = round(val_fraction * num_pieces)
-    if not 0 < num_val < num_pieces:
-        raise ValueError(
-            f"val_fraction={val_fraction} holds out {num_val} of {num_pieces} pieces; "
-            "it must hold out at least one piece and leave at least one for training"
+    def describe(self) -> str:
+        """ "held out the last 10% of every file: 23 of 23 files give 760,866 characters, ..." """
+        contributing = [(chars, name) for name, chars in self.held_out if chars]
+        line = (
+            f"held out the last {self.val_fraction:.0%} of every file: {len(contributing)} of "
+            f"{len(self.held_out)} files give {sum(c for c, _ in contributing):,} characters"
         )
-    pieces = cut_into_pieces(text, num_pieces)
-    # the last piece of each of num_val equal groups: 9, 19, ..., 99 for 10 of 100
-    val_ids = {(group + 1) * num_pieces // num_val - 1 for group in range(num_val)}
-    train = "".join(piece for i, piece in enumerate(pieces) if i not in val_ids)
-    val = "".join(piece for i, piece in enumerate(pieces) if i in val_ids)
-    return train, val
+        if len(contributing) > 1:
+            (low, low_name), (high, high_name) = min(contributing), max(contributing)
+            line += f", from {low:,} ({low_name}) to {high:,} ({high_name})"
+        return line
+
+
+def split_documents(documents: list[Document], val_fraction: float = 0.1) -> Split:
+    r"""Hold out the last val_fraction of every file (cut at a line end: held_out_start).
+
+    For one file this is the split of nanoGPT and char-rnn (Tiny Shakespeare's last 10%), so
+    figures compare with theirs; for a corpus of books every book contributes, its ending. The
+    parts of each kind are joined in order by join_documents.
+
+    [('a', '1\n2\n3\n4\n'), ('b', 'x\ny\n')], 0.5 -> train '1\n2\n\nx\n', val '3\n4\n\ny\n'
+    """
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be between 0 and 1, not {val_fraction}")
+    train, val, held_out = [], [], []
+    for name, text in documents:
+        start = held_out_start(text, val_fraction)
+        train.append(text[:start])
+        if start < len(text):
+            val.append(text[start:])
+        held_out.append((name, len(text) - start))
+    if not val:
+        raise CorpusError(
+            "the text is too short to split: every file has fewer than 2 characters. Use a "
+            "longer text"
+        )
+    return Split(join_documents(train), join_documents(val), held_out, val_fraction)
+
+
+def split_train_val(text: str, val_fraction: float = 0.1) -> tuple[str, str]:
+    """(train, val) of one text: its last val_fraction is held out (split_documents)."""
+    split = split_documents([Document("text", text)], val_fraction)
+    return split.train, split.val
 
 
 def text_sha256(text: str) -> str:
@@ -361,14 +400,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--errors", default="strict", choices=["strict", "replace"])
     args = parser.parse_args(argv)
     try:
-        text = load_text(args.source, args.data_dir, args.errors)
-        train, val = split_train_val(text)
+        documents = load_documents(args.source, args.data_dir, args.errors)
+        split = split_documents(documents)
     except CorpusError as error:
         sys.exit(f"error: {error}")
+    text = join_documents(documents)
     size = f"{len(text):,} characters, {len(text.encode()):,} bytes, {len(set(text))} distinct"
     print(f"{args.source}: {size}")
     print(f"sha256 {text_sha256(text)}")
-    print(f"train {len(train):,} characters, val {len(val):,} ({len(val) / len(text):.1%})")
+    print(split.describe())
+    print(f"train {len(split.train):,} characters, val {len(split.val):,}")
 
 
 if __name__ == "__main__":

@@ -18,13 +18,20 @@ A second block, between PERF_START and PERF_END, holds the benchmark reports tha
 `python bench/run_all.py --json bench/reports/<name>.json` wrote, printed as run_all prints
 them, with the command that made each; files without these markers are left alone there.
 
+A run's figure is its final estimate (metrics.json's "final": mean +- standard error over
+held-out windows) where it has one, and otherwise the live estimate of its last evaluation,
+marked "live". Runs that differ only in their seed are averaged in the MDLM-against-twin
+table, with their spread. A difference the error bars do not support is called a tie.
+
 Left out on purpose: plots (train_model.ipynb and sampling.ipynb draw them from the same
-metrics), and averaging over seeds (one file is one run).
+metrics).
 """
 
 import argparse
 import ast
 import json
+import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -104,6 +111,8 @@ def command(run: dict, defaults: dict | None) -> str:
     words += [f"-p DATA {run['data']}", f"-p OBJECTIVE {run['objective']}"]
     if run["objective"] == "mdlm" or run.get("time_conditioning") is False:
         words.append(f"-p TIME_CONDITIONING {run.get('time_conditioning')}")
+    if run.get("seed", 1337) != 1337:  # train_model.ipynb's default SEED
+        words.append(f"-p SEED {run['seed']}")
     mode = (defaults or {}).get(run["mode"])
     for key in SIZE_PARAMETERS:  # the sizes that differ from the mode's (all, if unknown)
         value = run.get("settings", {}).get(key)
@@ -138,45 +147,100 @@ def data_name(data: str) -> str:
     return Path(data).name if "/" in data or data.endswith(".txt") else data
 
 
+def held_out(run: dict) -> tuple[float, float | None]:
+    """A run's held-out bits per byte and its standard error: the final figure (the MDLM's
+    NELBO, the twin's exact loss), or the live estimate of its last evaluation (error None)."""
+    final = run.get("final")
+    if final:
+        value, error = final["nelbo" if run["objective"] == "mdlm" else "nll"]
+        return value, error
+    return run["val_bpb"], None
+
+
+def left_to_right(run: dict) -> tuple[float, float] | None:
+    """An MDLM's exact likelihood left to right, (bits per byte, standard error), if measured."""
+    final = run.get("final") or {}
+    return tuple(final["left-to-right"]) if "left-to-right" in final else None
+
+
+def shown(value: float, error: float | None, bound: bool = False) -> str:
+    """'≤ 2.231 ± 0.006'; a live estimate, without an error, as '≤ 2.210 (live)'."""
+    text = f"{'≤ ' if bound else ''}{value:.3f}"
+    return f"{text} ± {error:.3f}" if error is not None else f"{text} (live)"
+
+
 def training_table(runs: list) -> list[str]:
     header = (
         "| run | data | objective | time conditioning | params | steps | tokens seen | device "
-        "| wall time | val bits/byte | unigram bits/byte | ratio |"
+        "| wall time | held-out bits/byte | left to right | unigram bits/byte | ratio |"
     )
-    lines = [header, "|" + "---|" * 3 + ":---:|" + "---:|" * 3 + "---|" + "---:|" * 4]
+    lines = [header, "|" + "---|" * 3 + ":---:|" + "---:|" * 3 + "---|" + "---:|" * 5]
     for name, run in runs:
         is_mdlm = run["objective"] == "mdlm"
         conditioning = ("on" if run.get("time_conditioning") else "off") if is_mdlm else "n/a"
         device = run.get("machine") or machine(run)
-        bound = "≤ " if is_mdlm else ""  # MDLM reports a bound on the NLL, the AR twin the NLL
+        value, error = held_out(run)
+        exact = left_to_right(run)
         lines.append(
             f"| {name} | {data_name(run['data'])} | {'MDLM' if is_mdlm else 'AR twin'} "
             f"| {conditioning} | {millions(run['params'])} | {run['steps']:,} "
             f"| {millions(run['tokens_seen'])} | {device} | {duration(run['wall_s'])} "
-            f"| {bound}{run['val_bpb']:.3f} | {run['unigram_bpb']:.3f} "
-            f"| {run['val_bpb'] / run['unigram_bpb']:.3f} |"
+            f"| {shown(value, error, bound=is_mdlm)} | {shown(*exact) if exact else ''} "
+            f"| {run['unigram_bpb']:.3f} | {value / run['unigram_bpb']:.3f} |"
         )
     defaults = mode_defaults()
     lines += ["", "Each run, made with:", ""]
     lines += [f"- {name}: `{command(run, defaults)}`" for name, run in runs]
     lines += [
         "",
-        "Bits per byte on held-out text: the NELBO (an upper bound) for MDLM, the exact "
-        "next-token loss for the AR twin. Ratio: val bits/byte over the unigram baseline of the "
-        "same run's tokenizer (lower is better; 1 means no better than token frequencies).",
+        "Held-out bits per byte: the NELBO (an upper bound) for MDLM, the exact next-token loss "
+        "for the AR twin, each as mean ± standard error over the held-out windows of the run's "
+        "final estimate. Left to right: the MDLM's exact likelihood when it reveals one token "
+        "at a time from the left, on a subset of those windows (the guide's §8 says why it is "
+        "lower than the bound). Ratio: held-out bits per byte over the unigram baseline of "
+        "the same run's tokenizer (lower is better; 1 means no better than token frequencies).",
     ]
     return lines
 
 
+def average(runs: list[dict], figure=held_out) -> tuple[float, float | None, str]:
+    """(mean, its error, a note on the seeds) of one figure over runs that differ in seed only.
+
+    The error of the mean combines the runs' own standard errors, sqrt(sum e^2) / n, and, with
+    two seeds or more, the spread between them, std / sqrt(n): the larger of the two counts.
+    """
+    pairs = [figure(run) for run in runs]
+    values = [value for value, _ in pairs]
+    errors = [error for _, error in pairs if error is not None]
+    mean = statistics.fmean(values)
+    error = math.sqrt(sum(e * e for e in errors)) / len(errors) if errors else None
+    note = ""
+    if len(values) > 1:
+        between = statistics.stdev(values) / math.sqrt(len(values))
+        error = max(error or 0.0, between)
+        note = f" ({len(values)} seeds: {', '.join(f'{v:.3f}' for v in values)})"
+    return mean, error, note
+
+
+def gap(mdlm: tuple, reference: tuple) -> str:
+    """'+35.1%', or '+0.8%, a tie' when the difference is within two combined errors."""
+    (value, error, _), (base, base_error, _) = mdlm, reference
+    text = f"{value / base - 1:+.1%}"
+    if error is None or base_error is None:
+        return text
+    return text + (", a tie" if abs(value - base) < 2 * math.hypot(error, base_error) else "")
+
+
 def twin_table(runs: list) -> list[str]:
     """MDLM against its AR twin, per corpus and run mode: the gap in held-out bits per byte."""
-    groups = {}  # (data, mode, max_steps) -> {"mdlm": run, "mdlm_notc": run, "ar": run}
+    groups = {}  # (data, mode, max_steps) -> {"mdlm": [runs], "mdlm_notc": [runs], "ar": [runs]}
     for _, run in runs:
         kind = run["objective"] + (
             "_notc" if run["objective"] == "mdlm" and not run.get("time_conditioning") else ""
         )
         steps = run.get("settings", {}).get("max_steps", run["steps"])  # pair like with like
-        groups.setdefault((data_name(run["data"]), run["mode"], steps), {})[kind] = run
+        group = groups.setdefault((data_name(run["data"]), run["mode"], steps), {})
+        group.setdefault(kind, []).append(run)
     pairs = [
         (key, group)
         for key, group in sorted(groups.items())
@@ -186,28 +250,38 @@ def twin_table(runs: list) -> list[str]:
         return []
     lines = [
         "",
-        "MDLM against its AR twin (same data, tokenizer, split, backbone, optimizer and steps; "
-        "gap = MDLM bound over the twin's loss at the end, minus 1; the twin's best held-out "
-        "figure and its step show where it began to overfit):",
+        "MDLM against its AR twin (same data, tokenizer, split, backbone, optimizer and steps): "
+        "held-out bits per byte, mean ± its error over seeds and windows; gap = MDLM over the "
+        "twin, minus 1, called a tie when the difference is within two combined errors. The "
+        "twin's best is the lowest of its live evaluations (64 windows) and its step, where it "
+        "began to overfit; the last column compares the MDLM without time conditioning with "
+        "the one with it:",
         "",
-        "| data | mode, steps | AR twin | AR twin, best (step) | MDLM | gap "
-        "| MDLM, no time conditioning | gap |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
+        "| data | mode, steps | AR twin | AR twin, best (step) | MDLM | gap | gap to the best "
+        "| MDLM, left to right | gap | MDLM, no time conditioning | gap | against MDLM |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for (data, mode, steps), group in pairs:
-        ar = group["ar"]["val_bpb"]
-        history = group["ar"].get("history", {})
-        if history.get("val_bpb"):
-            best = min(zip(history["val_bpb"], history["val_step"]))
-            cells = [f"{best[0]:.3f} ({best[1]:,})"]
+        ar = average(group["ar"])
+        history = group["ar"][0].get("history", {})
+        best = min(zip(history["val_bpb"], history["val_step"])) if history.get("val_bpb") else None
+        cells = [shown(ar[0], ar[1]) + ar[2], f"{best[0]:.3f} ({best[1]:,})" if best else ""]
+        mdlm = average(group["mdlm"]) if "mdlm" in group else None
+        if mdlm:
+            to_best = f"{mdlm[0] / best[0] - 1:+.1%}" if best else ""
+            cells += [shown(mdlm[0], mdlm[1], bound=True) + mdlm[2], gap(mdlm, ar), to_best]
+            exact = [run for run in group["mdlm"] if left_to_right(run)]
+            lr = average(exact, left_to_right) if exact else None
+            cells += [shown(*lr[:2]) + lr[2], gap(lr, ar)] if lr else ["", ""]
         else:
-            cells = [""]
-        for kind in ("mdlm", "mdlm_notc"):
-            run = group.get(kind)
-            cells += (
-                [f"≤ {run['val_bpb']:.3f}", f"{run['val_bpb'] / ar - 1:+.1%}"] if run else ["", ""]
-            )
-        lines.append(f"| {data} | {mode}, {steps:,} | {ar:.3f} | " + " | ".join(cells) + " |")
+            cells += [""] * 5
+        notc = average(group["mdlm_notc"]) if "mdlm_notc" in group else None
+        if notc:
+            cells += [shown(notc[0], notc[1], bound=True) + notc[2], gap(notc, ar)]
+            cells.append(gap(notc, mdlm) if mdlm else "")
+        else:
+            cells += [""] * 3
+        lines.append(f"| {data} | {mode}, {steps:,} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -215,8 +289,9 @@ def sampling_table(name: str, figures: dict) -> list[str]:
     where = figures.get("machine") or figures.get("device", "?")
     judge = figures.get("judge")
     lines = [
-        f"Samplers of `{figures.get('checkpoint', '?')}` ({name}, on {where}; generative "
-        f"perplexity under {f'`{judge}`' if judge else 'no judge'}):",
+        f"Samplers of `{figures.get('checkpoint', '?')}` ({name}, on {where}; temperature 1, "
+        "no top-k or top-p except where the row says so, one sequence per network call; "
+        f"generative perplexity under {f'`{judge}`' if judge else 'no judge'}):",
         "",
         "| sampler | steps | network calls per sequence | tokens/s | unigram entropy (bits) "
         "| distinct-2 | generative perplexity |",
@@ -227,10 +302,21 @@ def sampling_table(name: str, figures: dict) -> list[str]:
         value = row.get("generative_perplexity")
         return "" if value is None else f"{value:.1f}"
 
-    for row in figures["sweep"] + figures.get("autoregressive_reference", []):
+    def number(value: float, form: str) -> str:
+        return "" if value is None or math.isnan(value) else format(value, form)
+
+    twin = [
+        {**row, "method": f"{row['method']} (the judge's own samples, judged by itself)"}
+        for row in figures.get("autoregressive_reference", [])
+    ]
+    calibration = [
+        {**row, "method": f"{row['method']} of the training split (calibration)"}
+        for row in figures.get("calibration", [])
+    ]
+    for row in figures["sweep"] + twin + calibration:
         lines.append(
-            f"| {row['method']} | {row['steps']} | {row['nfe_per_sequence']:.1f} "
-            f"| {row['tokens_per_second']:.0f} | {row['unigram_entropy']:.3f} "
+            f"| {row['method']} | {row['steps']} | {number(row['nfe_per_sequence'], '.1f')} "
+            f"| {number(row['tokens_per_second'], '.0f')} | {row['unigram_entropy']:.3f} "
             f"| {row['distinct_2']:.3f} | {perplexity(row)} |"
         )
     reference = figures.get("held_out_reference")
@@ -253,7 +339,9 @@ def sampling_table(name: str, figures: dict) -> list[str]:
         lines += [
             "",
             f"Filling a gap in the middle of {infill['passages']} held-out passages of "
-            f"{infill['passage_length']} tokens (greedy; the twin sees only the beginning):",
+            f"{infill['passage_length']} tokens, spread over the held-out text (greedy; the "
+            "twin sees only the beginning; t = gap / L starts a time-conditioned MDLM at the "
+            "t that matches the gap):",
             "",
             "| gap (tokens) | who | exact match | token accuracy |",
             "|---:|---|---:|---:|",

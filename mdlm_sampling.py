@@ -169,6 +169,7 @@ def denoise_step(
     top_k=None,
     top_p=None,
     remask=0.0,
+    start_time=1.0,
     generator=None,
 ):
     """One reverse step from time t to s < t, for every sampler. Returns (z_s, confidence).
@@ -177,8 +178,10 @@ def denoise_step(
     confidence (B, L) float64 is each token's confidence when it was revealed (NaN while
     masked); free (B, L) bool marks the positions being generated (the others were given).
     method "confidence" keeps the most confident proposals (section 4); "ancestral" and
-    "cached" follow the posterior of section 2. Everything but the logits lives on
-    float64_device(logits.device), the generator too: the logits' device, or the CPU on a Mac.
+    "cached" follow the posterior of section 2. start_time is the time at which the free
+    positions were all masked (sample's start_time), for the confidence schedule. Everything
+    but the logits lives on float64_device(logits.device), the generator too: the logits'
+    device, or the CPU on a Mac.
     """
     host = float64_device(logits.device)  # where z, confidence and generator live
     alpha_t, alpha_s = alpha(torch.tensor([t, s], dtype=torch.float64)).tolist()  # on the CPU
@@ -197,7 +200,9 @@ def denoise_step(
     # 3. keep
     keep, remasked = proposed, torch.zeros_like(proposed)
     if method == "confidence":
-        masked_after = (free.sum(-1) * (1 - alpha_s)).round().long()  # (B,) on the schedule
+        alpha_start = alpha(torch.tensor(start_time, dtype=torch.float64)).item()  # on the CPU
+        left = (1 - alpha_s) / (1 - alpha_start)  # the share of the free positions masked at s
+        masked_after = (free.sum(-1) * left).round().long()  # (B,) on the schedule
         earlier = free & ~is_masked  # (B, L) tokens this sampler revealed at earlier steps
         num_remask = torch.minimum((remask * earlier.sum(-1)).long(), masked_after)  # (B,)
         num_keep = is_masked.sum(-1) - masked_after + num_remask  # (B,)
@@ -259,6 +264,7 @@ def sample(
     fixed=None,
     remask=0.0,
     block_length=None,
+    start_time=1.0,
     seed=0,
     record_trace=False,
     device=None,
@@ -271,6 +277,9 @@ def sample(
         generated (make_fixed builds one); given tokens come back unchanged.
     length: by default fixed's length, or else the model's seq_len. Longer text is made in
         windows of seq_len tokens that slide by block_length (default seq_len // 2).
+    start_time: the time of the starting state, 1 (all masked) by default; the steps go from
+        it down to 0. With given text, the fraction of positions masked (for infilling, the
+        gap over the length) shows a time-conditioned model a t it was trained with.
     device: where the network runs (the model is moved there); by default the model's device.
         The state and the float64 draws live on float64_device(device): the same device, or
         the CPU on a Mac (MPS has no float64). The same seed gives the same samples on the
@@ -297,6 +306,7 @@ def sample(
             "Use method='ancestral', or train with TIME_CONDITIONING=False",
         ),
         (steps < 1, f"steps must be >= 1, not {steps}"),
+        (not 0 < start_time <= 1, f"start_time must be in (0, 1], not {start_time}"),
         (
             remask != 0 and (method != "confidence" or not 0 < remask < 1),
             "remask must be in [0, 1) and needs method='confidence'",
@@ -322,13 +332,13 @@ def sample(
     confidence = confidence.masked_fill(z == mask_id, math.nan)
     nfe, step, trace = 0, 0, []
     if record_trace:
-        trace.append(Frame(step, 1.0, z.to("cpu", copy=True), confidence.float().cpu()))
+        trace.append(Frame(step, start_time, z.to("cpu", copy=True), confidence.float().cpu()))
     for start, end in windows(L, config.seq_len, block_length):
         z_window, confidence_window = z[:, start:end], confidence[:, start:end]  # (B, W) views
         free = z_window == mask_id  # (B, W) the positions this window generates
         logits = None  # the cache: x_theta of z_window as it is now, or None when stale
         for i in range(steps, 0, -1):
-            t, s = i / steps, (i - 1) / steps
+            t, s = start_time * i / steps, start_time * (i - 1) / steps
             if (z_window == mask_id).any():  # once all is revealed, a step changes nothing
                 if logits is None or method != "cached":
                     with autocast(device, precision):
@@ -348,6 +358,7 @@ def sample(
                     top_k=top_k,
                     top_p=top_p,
                     remask=remask,
+                    start_time=start_time,
                     generator=generator,
                 )
                 if not torch.equal(z_s, z_window):
@@ -576,12 +587,14 @@ def infill_recovery(
     temperature=1.0,
     top_k=None,
     top_p=None,
+    start_time=1.0,
     seed=0,
 ) -> dict:
     """Mask the middle `span` tokens of every passage (N, L), let the MDLM fill them, score them.
 
-    All other tokens are given (sample's `fixed`), so the model sees both sides of the gap.
-    Returns span_recovery's numbers, nfe, seconds, and the filled passages (N, L) as "tokens".
+    All other tokens are given (sample's `fixed`), so the model sees both sides of the gap;
+    start_time goes to sample() (span / L starts at the fraction masked). Returns
+    span_recovery's numbers, nfe, seconds, and the filled passages (N, L) as "tokens".
     """
     passages = torch.as_tensor(passages, dtype=torch.long)  # (N, L)
     start, end = middle_span(passages.size(1), span)
@@ -596,6 +609,7 @@ def infill_recovery(
         temperature=temperature,
         top_k=top_k,
         top_p=top_p,
+        start_time=start_time,
         seed=seed,
     )
     recovered = span_recovery(result.tokens[:, start:end], passages[:, start:end])
@@ -614,4 +628,37 @@ def prefix_recovery(model, passages, *, span) -> dict:
     return {**recovered, "nfe": result.nfe, "seconds": result.seconds, "tokens": result.tokens}
 
 
-SOURCE_SHA256 = "da6bdd0577101018d17848e4ab671ae51c7eb86240039490a30397d6c4f947b7"
+def ngram_sample(ids, n, *, num_samples, length, seed=0):
+    """Samples (num_samples, length) of the count-based n-gram model of the token stream `ids`.
+
+    Each next token is drawn with the frequency it had after the same n - 1 tokens in `ids`,
+    read as a circle so that every context has a successor; the first n - 1 tokens of a sample
+    are copied from a random place of `ids`. Every context met while sampling occurs in `ids`,
+    so no smoothing is needed. ids [0, 1, 0, 2], n = 2: after 0 comes 1 or 2, half the time
+    each; after 1 or 2 always 0.
+    """
+    if n < 2:
+        raise ValueError(f"n must be 2 (bigram) or more, not {n}")
+    ids = torch.as_tensor(ids, dtype=torch.long)  # (N,) on the CPU
+    base = int(ids.max()) + 1
+    generator = torch.Generator().manual_seed(seed)
+
+    def key(windows):  # (..., n - 1) token ids -> (...,) one integer per context
+        powers = base ** torch.arange(windows.size(-1))  # (n - 1,)
+        return (windows * powers).sum(dim=-1)
+
+    contexts = torch.stack([ids.roll(-j) for j in range(n - 1)], dim=-1)  # (N, n - 1)
+    keys, order = key(contexts).sort()  # (N,) every context, sorted
+    successors = ids.roll(-(n - 1))[order]  # (N,) the token after each, in the same order
+    starts = torch.randint(len(ids), (num_samples,), generator=generator)  # (B,)
+    text = contexts[starts]  # (B, n - 1)
+    while text.size(1) < length:
+        context = key(text[:, text.size(1) - (n - 1) :])  # (B,)
+        first = torch.searchsorted(keys, context)  # (B,) where this context's successors begin
+        count = torch.searchsorted(keys, context, right=True) - first  # (B,) and how many
+        pick = first + (torch.rand(num_samples, generator=generator) * count).long()  # (B,)
+        text = torch.cat([text, successors[pick][:, None]], dim=1)  # (B, n + ...)
+    return text[:, :length]
+
+
+SOURCE_SHA256 = "59678105fc8c9d3079006e4d574c9eeddad360a1e423dd63a1a30b1ad8b84458"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# The project's real runs (issue 8), with the parameters that made the committed results.
+# The project's real runs, with the parameters that made the committed results.
 # Usage: bash scripts/real_runs.sh [QUEUE]
-#   QUEUE = gutenberg, shakespeare, longer (Tiny Shakespeare), longer_gutenberg or all
+#   QUEUE = gutenberg, gutenberg_seeds, shakespeare, longer (Tiny Shakespeare),
+#   longer_gutenberg or all
 # Runs one after another, each with all CPU threads (two runs side by side on a 2-core machine
 # slow each other down about six-fold). The corpora are read from local copies in $SHARED
 # (default ../shared/data; this machine is offline): SHARED=/path/to/texts bash ... elsewhere.
+# The default corpus is the folder of its 23 books: the last tenth of each book is held out.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
@@ -16,27 +18,32 @@ train() {  # train NAME [papermill parameters...]: the run must write checkpoint
     python scripts/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json" \
         --notebook "runs/$name.ipynb"
 }
-corpus() {  # corpus FILE: MDLM, its AR twin, MDLM without time conditioning
-    local data="$SHARED/$1.txt"
-    train "mdlm_quick_$1" -p DATA "$data"
-    train "ar_quick_$1" -p DATA "$data" -p OBJECTIVE ar
-    train "mdlm_notc_quick_$1" -p DATA "$data" -p TIME_CONDITIONING False
+corpus() {  # corpus DATA NAME [SEED]: MDLM, its AR twin, MDLM without time conditioning
+    local data=$1 name=$2 seed=${3:-1337} suffix=""
+    [ "$seed" != 1337 ] && suffix=_seed$seed
+    train "mdlm_quick_$name$suffix" -p DATA "$data" -p SEED "$seed"
+    train "ar_quick_$name$suffix" -p DATA "$data" -p OBJECTIVE ar -p SEED "$seed"
+    train "mdlm_notc_quick_$name$suffix" -p DATA "$data" -p TIME_CONDITIONING False -p SEED "$seed"
 }
-longer() {  # longer CORPUS STEPS: the quick MDLM and its twin for more steps than quick mode
-    local objective name
+longer() {  # longer DATA NAME STEPS: the quick MDLM and its twin for more steps than quick mode
+    local objective run
     for objective in mdlm ar; do  # about 5 minutes per 1,000 steps each
-        name=${objective}_quick$2_$1
-        train "$name" -p DATA "$SHARED/$1.txt" -p OBJECTIVE $objective \
-            -p MAX_STEPS "$2" -p EVAL_EVERY $(($2 / 16)) -p OUT_DIR "checkpoints/$name"
+        run=${objective}_quick$3_$2
+        train "$run" -p DATA "$1" -p OBJECTIVE $objective \
+            -p MAX_STEPS "$3" -p EVAL_EVERY $(($3 / 16)) -p OUT_DIR "checkpoints/$run"
     done
 }
 case "${1:-all}" in
-    gutenberg) corpus gutenberg_prose ;;
-    shakespeare) corpus tinyshakespeare ;;
-    longer) longer tinyshakespeare 4800 ;;
-    longer_gutenberg) longer gutenberg_prose 6400 ;;
-    all) corpus gutenberg_prose && corpus tinyshakespeare && longer tinyshakespeare 4800 &&
-        longer gutenberg_prose 6400 ;;
-    *) echo "usage: bash scripts/real_runs.sh [gutenberg|shakespeare|longer|longer_gutenberg|all]" >&2
+    gutenberg) corpus "$SHARED/gutenberg" gutenberg ;;
+    gutenberg_seeds) corpus "$SHARED/gutenberg" gutenberg 1338 ;;
+    shakespeare) corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare ;;
+    longer) longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 ;;
+    longer_gutenberg) longer "$SHARED/gutenberg" gutenberg 6400 ;;
+    all) corpus "$SHARED/gutenberg" gutenberg && corpus "$SHARED/gutenberg" gutenberg 1338 &&
+        corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare &&
+        longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 &&
+        longer "$SHARED/gutenberg" gutenberg 6400 ;;
+    *) echo "usage: bash scripts/real_runs.sh" \
+        "[gutenberg|gutenberg_seeds|shakespeare|longer|longer_gutenberg|all]" >&2
         exit 2 ;;
 esac

@@ -11,7 +11,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import corpus
-from corpus import CorpusError, load_text, split_train_val, text_sha256
+from corpus import (
+    CorpusError,
+    Document,
+    load_documents,
+    load_text,
+    split_documents,
+    split_train_val,
+    text_sha256,
+)
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # next to the repository
 
@@ -108,8 +116,9 @@ def offline(monkeypatch):
 def test_gutenberg_downloads_cleans_and_caches(web, tmp_path, capsys):
     text = load_text("gutenberg", tmp_path)
     assert text == ALICE + "\n" + OZ  # one blank line between books
-    assert files_in(tmp_path) == ["gutenberg.txt", "gutenberg/alice.txt", "gutenberg/oz.txt"]
+    assert files_in(tmp_path) == ["gutenberg/alice.txt", "gutenberg/oz.txt"]
     assert (tmp_path / "gutenberg" / "oz.txt").read_text(encoding="utf-8") == OZ
+    assert load_documents("gutenberg", tmp_path) == [("alice", ALICE), ("oz", OZ)]  # book order
     assert capsys.readouterr().out.count("downloading") == 2  # one line per book
     assert load_text("gutenberg", tmp_path) == text  # the second time from the cache
     assert len(web.requests) == 2
@@ -119,14 +128,14 @@ def test_interrupted_download_leaves_no_half_file(web, tmp_path):
     web.broken.add("/cache/epub/55/pg55.txt")
     with pytest.raises(CorpusError, match="could not download .*pg55.txt"):
         load_text("gutenberg", tmp_path)
-    assert files_in(tmp_path) == ["gutenberg/alice.txt"]  # no half oz.txt, no gutenberg.txt
+    assert files_in(tmp_path) == ["gutenberg/alice.txt"]  # no half oz.txt
 
     (tmp_path / "gutenberg" / "oz.txt.part").write_text("Dorothy li")  # left by a killed run
     web.broken.clear()
     assert load_text("gutenberg", tmp_path) == ALICE + "\n" + OZ
     assert web.requests[-1] == "/cache/epub/55/pg55.txt"  # alice.txt was not downloaded again
     assert len(web.requests) == 3
-    assert files_in(tmp_path) == ["gutenberg.txt", "gutenberg/alice.txt", "gutenberg/oz.txt"]
+    assert files_in(tmp_path) == ["gutenberg/alice.txt", "gutenberg/oz.txt"]
 
 
 def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
@@ -246,6 +255,12 @@ def test_folder_and_subfolders_are_read_in_path_order(tmp_path, capsys):
     write_files(tmp_path, files)
     text = load_text(str(tmp_path / "books"))
     assert text == "third: in a subfolder\n\nfirst\n\nfourth, two folders down\n\nsecond\n"
+    assert [name for name, _ in load_documents(str(tmp_path / "books"))] == [
+        "Z/c",
+        "a",
+        "a/x/d",
+        "b",
+    ]
     read = f"read 4 .txt files, {7 + 5 + 22 + 25} bytes, from {(tmp_path / 'books').resolve()}"
     assert read in capsys.readouterr().out
 
@@ -319,112 +334,78 @@ def test_shakespeare_download_of_the_real_file(web, tmp_path):
 
 # ---------------------------------------------------------------- the train/val split
 
-DIGITS = "".join(f"{i}\n" for i in range(10))  # '0\n1\n...9\n', 5 pieces: '0\n1\n', '2\n3\n', ...
+DIGITS = "".join(f"{i}\n" for i in range(10))  # '0\n1\n...9\n'
 
 
 @pytest.mark.parametrize(
-    "text, val_fraction, num_pieces, expected_val",
+    "text, val_fraction, start",
     [
-        (DIGITS, 0.2, 5, "8\n9\n"),  # piece 4
-        (DIGITS, 0.4, 5, "2\n3\n8\n9\n"),  # pieces 1 and 4
-        (DIGITS, 0.6, 5, "0\n1\n4\n5\n8\n9\n"),  # pieces 0, 2 and 4
-        ("a\nbbbbbbbb\nc\nd\n", 0.5, 2, "c\nd\n"),  # half of 15 chars is 7: cut at the line end 11
-        ("0\n1\n2\n3", 0.5, 2, "2\n3"),  # the last line has no newline
+        ("a\nb\nc\nd\n", 0.5, 4),  # the line end at the middle
+        ("aaaa\nb\nc\n", 0.5, 5),  # target 4: the line ends at 5 and 7, the nearer
+        ("a\nb\nccccccc\n", 0.4, 4),  # target 7: 4 is nearer than the end, which is no cut
+        ("a\nbbbbbbbb\n", 0.1, 2),  # the only line end to cut at
+        ("ab cd ef", 0.5, 3),  # no line end: the nearest whitespace (3 and 6 from target 4)
+        ("abcdef", 0.5, 3),  # no whitespace either: right there
+        ("ab", 0.9, 1),  # both parts keep a character
+        ("a", 0.1, 1),  # one character: nothing is held out
     ],
 )
-def test_split_by_hand(text, val_fraction, num_pieces, expected_val):
-    train, val = split_train_val(text, val_fraction, num_pieces)
-    assert val == expected_val
-    assert train == "".join(
-        line for line in text.splitlines(True) if line not in val.splitlines(True)
+def test_where_the_held_out_end_begins_by_hand(text, val_fraction, start):
+    assert corpus.held_out_start(text, val_fraction) == start
+
+
+def test_every_file_gives_its_last_tenth():
+    books = [Document("a", "".join(f"a{i}\n" for i in range(20))), Document("b", "b0\nb1\n")]
+    split = split_documents(books, 0.1)
+    # a: 70 characters, target 63, nearest line end 62; b: 6 characters, its one line end
+    assert split.val == "a18\na19\n\nb1\n"  # each file's ending, one blank line between
+    assert split.train == "".join(f"a{i}\n" for i in range(18)) + "\nb0\n"
+    assert split.held_out == [("a", 8), ("b", 3)]
+    assert split.describe() == (
+        "held out the last 10% of every file: 2 of 2 files give 11 characters, from 3 (b) to 8 (a)"
     )
 
 
-def test_split_defaults_hold_out_every_tenth_piece():
-    lines = [f"{i:03}\n" for i in range(1000)]  # 100 pieces of 10 lines
-    train, val = split_train_val("".join(lines))
-    assert val == "".join(line for i, line in enumerate(lines) if i // 10 % 10 == 9)  # 090-099, ...
-    assert train == "".join(line for i, line in enumerate(lines) if i // 10 % 10 != 9)
-
-
-@st.composite
-def numbered_lines(draw):
-    """(lines, num_pieces): lines of arbitrary text, each with its number first: '7:...\n'."""
-    num_pieces = draw(st.integers(2, 20))
-    words = draw(st.lists(st.text(st.characters(exclude_characters="\n")), min_size=num_pieces))
-    lines = [f"{i}:{word}\n" for i, word in enumerate(words)]
-    if draw(st.booleans()):
-        lines[-1] = lines[-1].removesuffix("\n")  # a text may end without a newline
-    return lines, num_pieces
-
-
-def line_numbers(text: str) -> list[int]:
-    return [int(line.split(":")[0]) for line in text.split("\n") if line]
-
-
-@given(numbered_lines(), st.data())
-def test_split_keeps_every_line_once_and_in_order(example, data):
-    lines, num_pieces = example
-    num_val = data.draw(st.integers(1, num_pieces - 1))
-    train, val = split_train_val("".join(lines), num_val / num_pieces, num_pieces)
-    train_ids, val_ids = line_numbers(train), line_numbers(val)
-    assert train == "".join(lines[i] for i in train_ids)  # whole lines only
-    assert val == "".join(lines[i] for i in val_ids)
-    assert sorted(train_ids + val_ids) == list(range(len(lines)))  # every line exactly once
-    assert train_ids == sorted(train_ids) and val_ids == sorted(val_ids)  # in order
-
-
-@given(numbered_lines())
-def test_pieces_are_whole_lines_of_about_equal_length(example):
-    lines, num_pieces = example
+def test_one_file_is_split_like_nanogpt():
+    """For one file the held-out text is its last 10%, cut at the first line end from there on:
+    within one line of nanoGPT's and char-rnn's text[int(0.9 * len(text)):]."""
+    lines = [f"line {i:03}\n" for i in range(1000)]
     text = "".join(lines)
-    pieces = corpus.cut_into_pieces(text, num_pieces)
-    assert "".join(pieces) == text
-    assert len(pieces) == num_pieces
-    assert all(piece.endswith("\n") for piece in pieces[:-1]) and pieces[-1]
-    assert max(map(len, pieces)) <= len(text) / num_pieces + max(map(len, lines))
+    train, val = split_train_val(text)
+    assert val == text[int(0.9 * len(text)) :] == "".join(lines[900:])
+    assert train + val == text
 
 
-@pytest.mark.parametrize(
-    "text, num_pieces, expected",
-    [
-        ("a b c d", 2, ["a b ", "c d"]),  # one line: cut after whitespace
-        ("a\nb c d e", 3, ["a\nb ", "c ", "d e"]),  # 2 lines for 3 pieces: targets 3 and 6
-        ("abcdef", 3, ["ab", "cd", "ef"]),  # no whitespace: anywhere
-        ("ab", 2, ["a", "b"]),
-    ],
+@given(
+    st.lists(st.text(min_size=1, max_size=300), min_size=1, max_size=8),
+    st.sampled_from([0.1, 0.25, 0.5]),
 )
-def test_text_with_too_few_lines_is_cut_after_whitespace_or_anywhere(text, num_pieces, expected):
-    assert corpus.cut_into_pieces(text, num_pieces) == expected
+def test_every_character_of_every_file_lands_in_one_part(texts, val_fraction):
+    documents = [Document(str(i), text) for i, text in enumerate(texts)]
+    if all(len(text) < 2 for text in texts):
+        with pytest.raises(CorpusError, match="too short to split"):
+            split_documents(documents, val_fraction)
+        return
+    split = split_documents(documents, val_fraction)
+    for (_, text), (_, held) in zip(documents, split.held_out, strict=True):
+        start = len(text) - held
+        assert (held == 0) == (len(text) < 2)  # every file of 2 characters or more gives some
+        assert 0 < start <= len(text) and text[start:] in split.val
+    assert sum(held for _, held in split.held_out) <= len(split.val)
 
 
 def test_a_book_on_one_line_splits():
-    """A 5 MB text without line breaks is long, not short: it splits after whitespace."""
-    text = "It was a dark and stormy night; the rain fell in torrents. " * 90_000
-    train, val = split_train_val(text.strip())
-    assert len(val) == pytest.approx(0.1 * len(text), rel=1e-3)
-    assert all(piece.endswith(" ") for piece in corpus.cut_into_pieces(text, 100)[:-1])
+    """A 5 MB text without line breaks is long, not short: its end is cut after whitespace."""
+    text = ("It was a dark and stormy night; the rain fell in torrents. " * 90_000).strip()
+    train, val = split_train_val(text)
+    assert len(val) == pytest.approx(0.1 * len(text), rel=1e-4) and train.endswith(" ")
 
 
-@given(st.text(min_size=1, max_size=200), st.integers(1, 20))
-def test_any_text_long_enough_is_cut_into_non_empty_pieces(text, num_pieces):
-    if len(text) < num_pieces:
-        with pytest.raises(CorpusError, match=f"it has {len(text)} characters"):
-            corpus.cut_into_pieces(text, num_pieces)
-        return
-    pieces = corpus.cut_into_pieces(text, num_pieces)
-    assert "".join(pieces) == text and len(pieces) == num_pieces and all(pieces)
-
-
-def test_split_too_short_text_is_an_error():
-    with pytest.raises(CorpusError, match="too short to split: it has 50 characters, and each of"):
-        split_train_val("x" * 50)
-
-
-@pytest.mark.parametrize("val_fraction", [0.0, 0.004, 0.996, 1.0])
-def test_split_needs_a_piece_on_each_side(val_fraction):
-    with pytest.raises(ValueError, match="at least one piece"):
-        split_train_val(DIGITS * 100, val_fraction)
+def test_too_short_text_is_an_error():
+    with pytest.raises(CorpusError, match="too short to split"):
+        split_documents([Document("a", "x")])
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        split_documents([Document("a", "xyz")], 1.0)
 
 
 # ---------------------------------------------------------------- sha256 and the command line
@@ -448,6 +429,7 @@ def test_command_line(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "2,000 characters, 2,000 bytes, 11 distinct" in out
     assert f"sha256 {text_sha256(DIGITS * 100)}" in out
-    assert "train 1,800 characters, val 200 (10.0%)" in out
+    assert "held out the last 10% of every file: 1 of 1 files give 200 characters" in out
+    assert "train 1,800 characters, val 200" in out
     with pytest.raises(SystemExit, match="error: unknown corpus 'gutenbrg'"):
         corpus.main(["gutenbrg"])

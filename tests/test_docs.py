@@ -342,15 +342,32 @@ def test_results_table_rows_worked_out_by_hand(project):
     guide = (project / "learning_guide.md").read_text()
     rows = [
         "| ar_quick_x | x.txt | AR twin | n/a | 1.12M | 800 | 3.28M | cpu, float32, 1 thread "
-        "| 90 s | 2.000 | 5.000 | 0.400 |",
+        "| 90 s | 2.000 (live) |  | 5.000 | 0.400 |",
         "| mdlm_quick_x | x.txt | MDLM | on | 1.59M | 800 | 3.28M | cpu, float32, 1 thread "
-        "| 15.5 min | ≤ 2.500 | 5.000 | 0.500 |",
+        "| 15.5 min | ≤ 2.500 (live) |  | 5.000 | 0.500 |",
     ]
     assert all(row in guide for row in rows), guide
     assert guide.startswith("# Guide\n\nbefore\n") and guide.endswith("\n\nafter\n")
     assert "old" not in guide
     assert (project / "README.md").read_text() == "# Readme without markers\n"  # skipped
     assert make_results.update(project, check=True) == []  # now in agreement
+
+
+def final(**figures) -> dict:
+    """metrics.json's "final" key: figures as (bits per byte, standard error)."""
+    return {"windows": 512, **figures}
+
+
+def test_final_figures_are_shown_with_their_error(project):
+    write_results(
+        project,
+        mdlm_quick_x=metrics(final=final(nelbo=[2.2341, 0.0061], **{"left-to-right": [2.1, 0.02]})),
+        ar_quick_x=metrics(objective="ar", val_bpb=2.0, final=final(nll=[1.5, 0.004])),
+    )
+    make_results.update(project)
+    guide = (project / "learning_guide.md").read_text()
+    assert "| 15.5 min | ≤ 2.234 ± 0.006 | 2.100 ± 0.020 | 5.000 | 0.447 |" in guide
+    assert "| 15.5 min | 1.500 ± 0.004 |  | 5.000 | 0.300 |" in guide
 
 
 def test_twin_table_states_the_gap_worked_out_by_hand(project):
@@ -368,10 +385,35 @@ def test_twin_table_states_the_gap_worked_out_by_hand(project):
     )
     make_results.update(project)
     guide = (project / "learning_guide.md").read_text()
-    # 2.2 / 2.0 - 1 = +10.0%; 2.5 / 2.0 - 1 = +25.0%
-    row = "| x.txt | quick, 800 | 2.000 | 1.900 (200) | ≤ 2.200 | +10.0% | ≤ 2.500 | +25.0% |"
+    # 2.2 / 2.0 - 1 = +10.0%; 2.2 / 1.9 - 1 = +15.8%; 2.5 / 2.0 - 1 = +25.0%; 2.5 / 2.2 - 1 = 13.6%
+    row = (
+        "| x.txt | quick, 800 | 2.000 (live) | 1.900 (200) | ≤ 2.200 (live) | +10.0% | +15.8% "
+        "|  |  | ≤ 2.500 (live) | +25.0% | +13.6% |"
+    )
     assert row in guide, guide
     assert "| y.txt | quick" not in guide
+
+
+def test_seeds_are_averaged_and_a_difference_within_the_errors_is_a_tie(project):
+    """Two seeds of the MDLM, 2.2 and 2.4 (each +- 0.01): mean 2.3, error max(sqrt(2) 0.01 / 2,
+    std 0.1414 / sqrt 2 = 0.1) = 0.1. Against the twin, 1.0 +- 0.01: far apart. Without time
+    conditioning, 2.35 +- 0.01: 0.05 from the mean, within 2 hypot(0.1, 0.01): a tie."""
+    mdlm = dict(final=final(nelbo=[2.2, 0.01]))
+    write_results(
+        project,
+        mdlm_quick_x=metrics(**mdlm),
+        mdlm_quick_x_seed7=metrics(seed=7, final=final(nelbo=[2.4, 0.01])),
+        mdlm_notc_quick_x=metrics(time_conditioning=False, final=final(nelbo=[2.35, 0.01])),
+        ar_quick_x=metrics(objective="ar", final=final(nll=[1.0, 0.01])),
+    )
+    make_results.update(project)
+    guide = (project / "learning_guide.md").read_text()
+    row = (
+        "| x.txt | quick, 800 | 1.000 ± 0.010 |  | ≤ 2.300 ± 0.100 (2 seeds: 2.200, 2.400) "
+        "| +130.0% |  |  |  | ≤ 2.350 ± 0.010 | +135.0% | +2.2%, a tie |"
+    )
+    assert row in guide, guide
+    assert "-p SEED 7" in guide  # the command of the second seed
 
 
 def test_results_check_finds_a_stale_block_and_does_not_write(project):
@@ -418,7 +460,10 @@ def test_sampling_table_with_a_judge_the_twin_and_infilling(project):
     guide = (project / "learning_guide.md").read_text()
     assert "generative perplexity under `ar.pt`" in guide
     assert "| confidence | 64 | 64.0 | 100 | 6.000 | 0.500 | 41.3 |" in guide
-    assert "| AR p=0.9 |  | 127.0 | 100 | 6.000 | 0.500 | 41.3 |" in guide
+    assert (
+        "| AR p=0.9 (the judge's own samples, judged by itself) |  | 127.0 | 100 | 6.000 | 0.500 "
+        "| 41.3 |" in guide
+    )
     assert "in the middle of 32 held-out passages of 128 tokens" in guide
     assert "| 16 | MDLM, both sides | 0.062 | 0.250 |" in guide
 

@@ -8,6 +8,7 @@ seeds, given tokens kept) holds whatever the weights. Only the notebook test nee
 import json
 import math
 import os
+from collections import Counter
 
 import conftest
 import pytest
@@ -38,6 +39,7 @@ from mdlm_sampling import (
     middle_span,
     newest_checkpoint,
     ngram_entropy,
+    ngram_sample,
     prefix_recovery,
     sample,
     sample_quality,
@@ -616,8 +618,12 @@ def test_notebook_runs_in_smoke_mode(smoke_checkpoint, smoke_twin, tmp_path):
     if figures["infill_recovery"] is not None:  # held-out text is on this machine
         spans = figures["infill_recovery"]["spans"]
         assert list(spans) == ["1", "8"]  # smoke mode's gaps (JSON keys are strings)
-        for by_whom in spans.values():
-            assert {"MDLM, both sides", "AR twin, prefix only"} == by_whom.keys()
+        for by_whom in spans.values():  # the smoke model is time-conditioned
+            assert {
+                "MDLM, both sides",
+                "MDLM, both sides, t = gap / L",
+                "AR twin, prefix only",
+            } <= (by_whom.keys())
             assert all(
                 0 <= row["exact_match"] <= row["token_accuracy"] <= 1 for row in by_whom.values()
             )
@@ -633,3 +639,50 @@ def test_gif_text_is_drawable():
     font = ImageFont.load_default()
     for code in range(0x200):
         font.getlength(drawable(chr(code)))  # raises for what Pillow refuses
+
+
+def test_ngram_samples_follow_the_counts_of_the_stream():
+    """ids [0, 1, 0, 2] as a circle: after 0 comes 1 or 2 (half the time each), after 1 or 2
+    always 0; the trigram model knows that after (1, 0) comes 2 and after (2, 0) comes 1."""
+    ids = torch.tensor([0, 1, 0, 2])
+    bigram = ngram_sample(ids, 2, num_samples=400, length=9, seed=0)
+    pairs = Counter(zip(bigram[:, :-1].flatten().tolist(), bigram[:, 1:].flatten().tolist()))
+    assert set(pairs) == {(0, 1), (0, 2), (1, 0), (2, 0)}
+    assert pairs[(0, 1)] / (pairs[(0, 1)] + pairs[(0, 2)]) == pytest.approx(0.5, abs=0.05)
+    trigram = ngram_sample(ids, 3, num_samples=50, length=12, seed=1)
+    for row in trigram.tolist():
+        for a, b, c in zip(row, row[1:], row[2:]):
+            assert (a, b, c) in {(0, 1, 0), (1, 0, 2), (0, 2, 0), (2, 0, 1)}
+    with pytest.raises(ValueError, match="n must be 2"):
+        ngram_sample(ids, 1, num_samples=1, length=4)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.integers(0, 20), min_size=3, max_size=60), st.integers(2, 4), st.data())
+def test_every_ngram_of_a_sample_occurs_in_the_stream(ids, n, data):
+    length = data.draw(st.integers(n, 30))
+    circle = ids + ids[: n - 1]  # the stream read as a circle
+    seen = {tuple(circle[i : i + n]) for i in range(len(ids))}
+    for row in ngram_sample(torch.tensor(ids), n, num_samples=3, length=length).tolist():
+        assert len(row) == length
+        assert all(tuple(row[i : i + n]) in seen for i in range(length - n + 1))
+
+
+@pytest.mark.parametrize("start_time", [1.0, 0.25])
+def test_start_time_sets_the_times_the_network_sees(start_time):
+    model = tiny_model(time_conditioning=True)
+    seen = []
+    forward = model.forward
+
+    def spy(idx, t=None, **kwargs):
+        seen.append(t[0].item())
+        return forward(idx, t, **kwargs)
+
+    model.forward = spy
+    fixed = random_tokens(1, L, seed=0)[0]
+    fixed[4:8] = MASK  # 4 of 16 masked: the fraction 0.25
+    result = sample(model, fixed=fixed, steps=4, method="confidence", start_time=start_time)
+    assert seen == pytest.approx([start_time * i / 4 for i in (4, 3, 2, 1)])
+    assert not (result.tokens == MASK).any()
+    with pytest.raises(ValueError, match="start_time must be in"):
+        sample(model, steps=4, start_time=0.0)
