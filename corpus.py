@@ -35,7 +35,7 @@ CORPORA = {
     "gutenberg": {
         "description": "23 public-domain children's and fantasy novels, Project Gutenberg, 7.7 MB",
         "url": "https://www.gutenberg.org/cache/epub/{number}/pg{number}.txt",
-        "local_copy": "../shared/data/gutenberg_prose.txt",
+        "local_copy": "../shared/data/gutenberg",
     },
     "shakespeare": {
         "description": "Tiny Shakespeare: 40,000 lines from Shakespeare's plays (char-rnn), 1.1 MB",

@@ -1,7 +1,7 @@
 """Benchmark the samplers of mdlm_sampling.py: network calls and tokens per second versus steps.
 
     python bench/bench_sampling.py                           # the newest checkpoint, best device
-    python bench/bench_sampling.py --checkpoint checkpoints/mdlm_quick_gutenberg_prose/ckpt.pt \
+    python bench/bench_sampling.py --checkpoint checkpoints/mdlm_quick_gutenberg/ckpt.pt \
         --device cpu --threads 1 --steps 16 128 1000 --repeats 5 --json bench_sampling.json
 
 For every sampler and number of steps, each of --repeats calls generates --num-samples sequences

@@ -1,8 +1,8 @@
 """The project's one benchmark: tokenizer, training, sampling speed, and quality at matched cost.
 
     python bench/run_all.py                                  # small size, newest checkpoint
-    python bench/run_all.py --checkpoint checkpoints/mdlm_quick_gutenberg_prose/ckpt.pt \\
-        --judge checkpoints/ar_quick_gutenberg_prose/ckpt.pt --size full --only train,sampling
+    python bench/run_all.py --checkpoint checkpoints/mdlm_quick_gutenberg/ckpt.pt \\
+        --judge checkpoints/ar_quick_gutenberg/ckpt.pt --size full --only train,sampling
 
 Prints one table, a block per section, every cell a value with its unit, and writes the same
 figures to JSON (default bench/results.json) with the machine and the command line. Progress

@@ -1,10 +1,10 @@
 """Give a notebook the outputs of an executed copy of it, so readers on the web see a real run.
 
-    python scripts/adopt_outputs.py runs/mdlm_quick_gutenberg_prose.ipynb train_model.ipynb
+    python scripts/adopt_outputs.py runs/mdlm_quick_gutenberg.ipynb train_model.ipynb
 
 papermill writes the executed copy with one extra cell, "injected-parameters", holding the
 `-p` values of the command line (for the project's runs, paths to local copies of the corpora
-such as ../shared/data/gutenberg_prose.txt). That cell is dropped: kept, it would override the
+such as ../shared/data/gutenberg). That cell is dropped: kept, it would override the
 parameters cell for everyone who runs the notebook, with paths that only exist on the machine
 of the run. Its values are printed, to put in the commit message.
 

@@ -1,7 +1,7 @@
 """Make the small checkpoint that ships with the repository, from a training checkpoint.
 
-    python scripts/ship_checkpoint.py checkpoints/mdlm_quick6400_gutenberg_prose/ckpt.pt
-    python scripts/ship_checkpoint.py checkpoints/ar_quick6400_gutenberg_prose/ckpt.pt \
+    python scripts/ship_checkpoint.py checkpoints/mdlm_quick6400_gutenberg/ckpt.pt
+    python scripts/ship_checkpoint.py checkpoints/ar_quick6400_gutenberg/ckpt.pt \
         --out checkpoints/shipped/ar_twin/ckpt.pt
 
 Keeps what sampling needs (config, weights, tokenizer, metrics, code version) and drops what

@@ -168,7 +168,7 @@ def test_shakespeare_with_wrong_sha256_is_not_kept(web, tmp_path):
 
 @pytest.mark.parametrize(
     "name, local_copy",
-    [("gutenberg", "gutenberg_prose.txt"), ("shakespeare", "tinyshakespeare.txt")],
+    [("gutenberg", "gutenberg"), ("shakespeare", "tinyshakespeare.txt")],
 )
 def test_no_network_says_how_to_work_offline(offline, tmp_path, name, local_copy):
     with pytest.raises(CorpusError) as error:
@@ -221,7 +221,7 @@ def test_clean_gutenberg_docstring_example():
     ],
 )
 def test_clean_gutenberg_without_markers_is_an_error(text):
-    with pytest.raises(CorpusError, match=r"pg55.txt has no '\*\*\* START OF'.*gutenberg_prose"):
+    with pytest.raises(CorpusError, match=r"pg55.txt has no '\*\*\* START OF'.*shared/data/gutenberg"):
         corpus.clean_gutenberg(text, "pg55.txt")
 
 
