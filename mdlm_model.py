@@ -18,6 +18,8 @@ import torch.nn.functional as F
 
 from bpe_tokenizer import BPETokenizer
 
+SOURCE_SHA256 = None  # the version of this code: set when mdlm_model.py is written (section 6)
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """cuda, then mps (Apple Silicon), then cpu for "auto"; any torch device string otherwise."""
@@ -132,7 +134,7 @@ def alpha_prime(t: torch.Tensor) -> torch.Tensor:
 
 
 def sample_times(batch_size: int, generator: torch.Generator, eps: float = 1e-3) -> torch.Tensor:
-    """Antithetic (stratified) times: one uniform offset u, then t_i = (u + i / B) mod 1.
+    """Stratified times: one uniform offset u, then t_i = (u + i / B) mod 1 for i = 0, ..., B - 1.
 
     Every batch covers [0, 1) evenly instead of clumping, which lowers the variance of the loss
     estimate at no cost. t is kept above eps because the loss weight 1/t blows up at 0.
@@ -156,9 +158,9 @@ def mask_tokens(x0: torch.Tensor, t: torch.Tensor, mask_id: int, generator: torc
 def masked_nll(logits, x0, is_masked):
     """(B,) each sequence's negative log-likelihood, in nats, summed over its masked positions.
 
-    logits (B, L, V), x0 (B, L) the clean tokens, is_masked (B, L). Unmasked positions add
-    nothing: SUBS carries them over, so the model's probability of the right token there is 1
-    and its log is 0.
+    logits (B, L, V), x0 (B, L) the clean tokens, is_masked (B, L). Visible positions add
+    nothing: the reverse process carries them over (SUBS), so their term is log 1 = 0 whatever
+    the network outputs there.
     """
     B, L, V = logits.shape
     nll = F.cross_entropy(logits.float().reshape(-1, V), x0.reshape(-1), reduction="none")
@@ -266,6 +268,27 @@ class SelfAttention(nn.Module):
         return self.proj(y.transpose(1, 2).reshape(B, L, D))
 
 
+def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
+    """Sinusoidal features of t in [0, 1], scaled by 1000 as DDPM scales its step numbers.
+
+    t (B,) -> (B, dim): cos and sin of 1000 t at frequencies from 1 down to 1 / max_period.
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
+    angles = 1000 * t.float()[:, None] * freqs[None, :]  # (B, dim/2)
+    return torch.cat([angles.cos(), angles.sin()], dim=-1)  # (B, dim)
+
+
+def modulate(x, shift, scale):
+    """x * (1 + scale) + shift, as one fused multiply-add (addcmul(a, b, c) = a + b * c).
+
+    x (B, L, D); shift and scale (B, 1, D) broadcast over positions. The block below updates
+    its residual with addcmul the same way: x + gate * f(...). Fewer passes over memory matter
+    on a CPU.
+    """
+    return torch.addcmul(shift, x, 1 + scale)
+
+
 class Block(nn.Module):
     """Communication (attention) then computation (MLP), each modulated by t when conditioned."""
 
@@ -286,26 +309,6 @@ class Block(nn.Module):
         shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(cond)[:, None].chunk(6, -1)
         x = torch.addcmul(x, gate1, self.attn(modulate(self.norm1(x), shift1, scale1), cos, sin))
         return torch.addcmul(x, gate2, self.mlp(modulate(self.norm2(x), shift2, scale2)))
-
-
-def modulate(x, shift, scale):
-    """x * (1 + scale) + shift, as one fused multiply-add (addcmul(a, b, c) = a + b * c).
-
-    x (B, L, D); shift and scale (B, 1, D) broadcast over positions. The residual updates
-    above use addcmul the same way: x + gate * f(...). Fewer passes over memory matter on a CPU.
-    """
-    return torch.addcmul(shift, x, 1 + scale)
-
-
-def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
-    """Sinusoidal features of t in [0, 1], scaled by 1000 as DDPM scales its step numbers.
-
-    t (B,) -> (B, dim): cos and sin of 1000 t at frequencies from 1 down to 1 / max_period.
-    """
-    half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device) / half)
-    angles = 1000 * t.float()[:, None] * freqs[None, :]  # (B, dim/2)
-    return torch.cat([angles.cos(), angles.sin()], dim=-1)  # (B, dim)
 
 
 class Transformer(nn.Module):
@@ -752,4 +755,4 @@ def final_figures(
     return figures
 
 
-SOURCE_SHA256 = "ba541e76d1a2ac5bf0ccb1fa2cbbc5d1f8e7af96496c5adb1c465073848fbecc"
+SOURCE_SHA256 = "d9a275020e40044e252d6fae07a767346f7dbf95675770a2ed9f2e21fc324cca"

@@ -102,6 +102,30 @@ def decode_with_masks(tokenizer, tokens, mask="░") -> str:
     return "".join(pieces)
 
 
+@torch.no_grad()
+def fill_the_blank(model, tokenizer, text, times=(None, 0.5, 0.9), top=5) -> dict:
+    """The model's top candidates for the position of "░" in text: {t: [(token text, p), ...]}.
+
+    t None stands for the fraction of the sentence actually masked, 1 / L, so the default
+    times give {1 / L: [(text, p), ... top of them], 0.5: [...], 0.9: [...]}.
+    """
+    if model.config.causal:
+        raise ValueError("the autoregressive twin sees only the left of a blank: use an MDLM")
+    device = next(model.parameters()).device
+    before, after = text.split("░")
+    ids = tokenizer.encode(before) + [tokenizer.mask_id] + tokenizer.encode(after)
+    position = len(tokenizer.encode(before))
+    z = torch.tensor(ids, device=device)[None]  # (1, L)
+    candidates = {}
+    for t_value in times:
+        t_value = t_value or 1 / len(ids)
+        logits = model(z, torch.tensor([t_value], device=device), fp32_logits=True)[0, position]
+        best = to_float64(logits).softmax(-1).topk(top)  # (V,) -> the top probabilities
+        pairs = zip(best.indices.tolist(), best.values.tolist())
+        candidates[t_value] = [(tokenizer.decode([i]), p) for i, p in pairs]
+    return candidates
+
+
 def token_distribution(logits, temperature=1.0, top_k=None, top_p=None):
     """Logits (..., V) -> float64 probabilities (..., V): temperature, then top-k, then top-p.
 
@@ -661,4 +685,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "59678105fc8c9d3079006e4d574c9eeddad360a1e423dd63a1a30b1ad8b84458"
+SOURCE_SHA256 = "c18d9d3c1f39b99e943cd91bbecfd3962046db5c3b47b33e7b49d61e2bcc9537"

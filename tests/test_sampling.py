@@ -32,6 +32,7 @@ from mdlm_sampling import (
     checkpoints_newest_first,
     decode_with_masks,
     distinct_n,
+    fill_the_blank,
     generative_perplexity,
     infill_recovery,
     load_judge,
@@ -560,10 +561,14 @@ def test_span_recovery_by_hand(predicted, exact_match, token_accuracy):
 class Oracle(torch.nn.Module):
     """An MDLM stand-in that is sure of `answer[l]` at every position l, whatever it sees."""
 
-    def __init__(self, answer):
+    def __init__(self, answer, vocab_size=V, mask_id=MASK):
         super().__init__()
-        self.config = ModelConfig(vocab_size=V, mask_id=MASK, seq_len=L, time_conditioning=False)
-        self.register_buffer("logits", 10 * F.one_hot(answer, V).float())  # (L, V)
+        self.config = ModelConfig(
+            vocab_size=vocab_size, mask_id=mask_id, seq_len=len(answer), time_conditioning=False
+        )
+        logits = 10 * F.one_hot(answer, vocab_size).float()  # (L, V)
+        logits[:, mask_id] = -math.inf  # SUBS: never the mask
+        self.register_buffer("logits", logits)
         self.unused = torch.nn.Parameter(torch.zeros(1))  # sample() asks for its device
 
     def forward(self, z, t=None, fp32_logits=False):
@@ -686,3 +691,21 @@ def test_start_time_sets_the_times_the_network_sees(start_time):
     assert not (result.tokens == MASK).any()
     with pytest.raises(ValueError, match="start_time must be in"):
         sample(model, steps=4, start_time=0.0)
+
+
+def test_fill_the_blank_reads_x_theta_at_the_blank():
+    """An oracle sure of answer[l] at every position: its top candidate for the blank is the
+    token at that position, with the probability of a softmax of 10 over the rest."""
+    tokenizer = BPETokenizer([])  # no merges: one token per byte, mask_id 258
+    answer = torch.tensor([ord(c) for c in "the cat sat. "])  # 13 positions
+    oracle = Oracle(answer, vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id)
+    candidates = fill_the_blank(oracle, tokenizer, "the ░at sat. ", times=(None, 0.5), top=3)
+    assert list(candidates) == [pytest.approx(1 / 13), 0.5]
+    for pairs in candidates.values():
+        assert pairs[0][0] == "c"  # position 4 of the answer
+        assert pairs[0][1] == pytest.approx(
+            math.exp(10) / (math.exp(10) + tokenizer.vocab_size - 2)
+        )
+        assert [p for _, p in pairs] == sorted((p for _, p in pairs), reverse=True)
+    with pytest.raises(ValueError, match="use an MDLM"):
+        fill_the_blank(tiny_model(causal=True), tokenizer, "a ░ b")
