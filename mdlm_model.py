@@ -547,7 +547,7 @@ def estimate_loss(
 
 
 def loss_on_batch(model, x0, generator):
-    """The training loss on clean windows x0 (B, L): mask them at antithetic times for MDLM."""
+    """The training loss on clean windows x0 (B, L): mask them at stratified times for MDLM."""
     if model.config.causal:
         return ar_loss(model(x0), x0)
     t = sample_times(len(x0), generator).to(x0.device)  # (B,)
@@ -755,4 +755,4 @@ def final_figures(
     return figures
 
 
-SOURCE_SHA256 = "d9a275020e40044e252d6fae07a767346f7dbf95675770a2ed9f2e21fc324cca"
+SOURCE_SHA256 = "442ed4431c6d6e3e837137ee8e389bbc6d34a6963f79251ddbb42f8369ede0aa"

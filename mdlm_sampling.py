@@ -14,6 +14,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from corpus import (
+    CORPORA,
+    join_documents,
+    load_documents,
+    split_documents,
+    text_sha256,
+    truncate_documents,
+)
 from mdlm_model import (
     CheckpointError,
     alpha,
@@ -410,6 +418,22 @@ def make_fixed(tokenizer, length, prefix="", suffix=""):
     return torch.tensor(head + middle + tail, dtype=torch.long)
 
 
+def held_out_split(checkpoint):
+    """The training and held-out texts of the checkpoint's run (corpus.Split), or None if its
+    text is not on this machine, differs from the one it was trained on, or was split by the
+    rule of earlier versions (checkpoints without metrics["held_out"])."""
+    source = checkpoint["metrics"].get("data", "")
+    path = Path("data") if source in CORPORA else Path(source).expanduser()
+    if not source or not path.exists() or "held_out" not in checkpoint["metrics"]:
+        return None  # not here, or trained before the last tenth of every file was held out
+    documents = load_documents(source if source in CORPORA else str(path))
+    max_chars = checkpoint["settings"].get("max_chars")
+    documents = truncate_documents(documents, max_chars) if max_chars else documents
+    if text_sha256(join_documents(documents)) != checkpoint.get("corpus_sha256"):
+        return None  # another version of the text: its held-out part may have been trained on
+    return split_documents(documents)
+
+
 def ngrams(tokens, n):
     """The n-grams within each row of tokens (B, L): [[1, 2, 3]], n=2 -> [(1, 2), (2, 3)]."""
     return [tuple(row[i : i + n]) for row in tokens.tolist() for i in range(len(row) - n + 1)]
@@ -685,4 +709,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "c18d9d3c1f39b99e943cd91bbecfd3962046db5c3b47b33e7b49d61e2bcc9537"
+SOURCE_SHA256 = "f49283549ddcb334f70756f3fd9c94392ad96c472b08f2c5889e2882be25023d"

@@ -8,10 +8,12 @@ its derivative `alpha_prime`, `mask_tokens`, the BPE tokenizer and `sample`. Whe
 involved, the network is a tiny untrained one: how many positions a step reveals, and how often
 the cached sampler calls the network, do not depend on the weights.
 
-One figure comes from real runs without needing their checkpoints: `loss_curves.png`, the
+Two figures come from real runs without needing their checkpoints: `loss_curves.png`, the
 validation bits per byte of every committed run in results/*.json against the tokens it had
-seen, MDLM beside its autoregressive twin. Left out on purpose: samples and quality against
-steps, which need a trained checkpoint and come from sampling.ipynb.
+seen, MDLM beside its autoregressive twin; and `cost_of_a_blank.png`, the c(t) that
+train_model.ipynb measured at the end of the quick run on the default corpus. Left out on
+purpose: samples and quality against steps, which need a trained checkpoint and come from
+sampling.ipynb.
 """
 
 import argparse
@@ -215,6 +217,26 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
     save(fig, path)
 
 
+def cost_of_a_blank(path: Path, run: Path = ROOT / "results" / "mdlm_quick_gutenberg.json"):
+    """c(t), the average cost of a masked token against the masking rate, as the run measured
+    it at 32 times on held-out windows (train_model.ipynb §6), and its mean: the bound."""
+    metrics = json.loads(run.read_text(encoding="utf-8")) if run.exists() else {}
+    if "c_of_t" not in metrics:
+        print(f"skipped {path.name}: {run.name} has no c_of_t (a run from before it was measured)")
+        return
+    to_bpb = 1 / math.log(2) / metrics["bytes_per_token"]
+    t, c = metrics["c_of_t"]["t"], [value * to_bpb for value in metrics["c_of_t"]["c"]]
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    ax.plot(t, c, "o-", ms=3, label="c(t): bits per byte of a masked token")
+    ax.axhline(
+        sum(c) / len(c), color="grey", ls="--", label=f"its mean, the bound: {sum(c) / len(c):.3f}"
+    )
+    ax.set(xlabel="t, the fraction masked", ylabel="bits per byte", title=metrics["run"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
 def save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110, metadata={"Software": None})  # no version stamp: stable files
@@ -229,6 +251,7 @@ FIGURES = {  # file name -> the function that draws it
     "reveal_probability.png": reveal_probability,
     "cache_calls.png": cache_calls,
     "loss_curves.png": loss_curves,
+    "cost_of_a_blank.png": cost_of_a_blank,
 }
 
 

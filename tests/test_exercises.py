@@ -1,0 +1,84 @@
+"""exercises/check.py: every check passes or waits on the unmodified project, and each one
+passes for a right answer and fails for a wrong one (the answers here are the tests' own)."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT
+
+import mdlm_model as M
+
+sys.path.insert(0, str(ROOT))
+from exercises import check  # noqa: E402
+
+
+@pytest.mark.slow
+def test_on_the_project_as_it_is_nothing_fails():
+    command = [sys.executable, "exercises/check.py", "all"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == 10 and not any(": FAIL." in line for line in lines), result.stdout
+    assert "exercise 7, samplers at equal cost: PASS." in result.stdout
+
+
+def cosine(t):
+    return torch.cos(math.pi * t / 2)
+
+
+def cosine_slope(t):
+    return -math.pi / 2 * torch.sin(math.pi * t / 2)
+
+
+def test_a_cosine_schedule_passes_and_a_wrong_slope_fails(monkeypatch):
+    assert check.exercise_4().status == check.LATER  # linear, as shipped
+    monkeypatch.setattr(M, "alpha", cosine)
+    monkeypatch.setattr(M, "alpha_prime", cosine_slope)
+    assert check.exercise_4().status == check.PASS
+    monkeypatch.setattr(M, "alpha_prime", lambda t: -math.pi / 2 * torch.cos(math.pi * t / 2))
+    assert check.exercise_4().status == check.FAIL
+
+
+def test_uniform_weighting_done_right_passes(monkeypatch):
+    loss = M.mdlm_loss
+
+    def with_weighting(logits, x0, is_masked, t, weighting="nelbo"):
+        if weighting == "nelbo":
+            return loss(logits, x0, is_masked, t)
+        return M.masked_nll(logits, x0, is_masked).mean() / x0.size(1)  # weight 1
+
+    monkeypatch.setattr(M, "mdlm_loss", with_weighting)
+    assert check.exercise_6().status == check.PASS
+
+
+def gumbel_step(logits, z, t, s, *, mask_id, dtype, generator):
+    """MDLM's original step: Gumbel-max over V + 1 outcomes, in `dtype`."""
+    reveal, stay = (t - s) / t, s / t  # (alpha_s - alpha_t) / (1 - alpha_t) and the rest
+    probabilities = logits.to(dtype).softmax(-1) * reveal  # (B, L, V), 0 at the mask
+    probabilities[..., mask_id] = stay
+    uniform = torch.rand(probabilities.shape, generator=generator, dtype=dtype)
+    draw = (probabilities.log() - torch.log(-torch.log(uniform))).argmax(-1)  # (B, L)
+    return torch.where(z == mask_id, draw, z)
+
+
+def test_a_gumbel_step_that_ignores_the_dtype_fails(monkeypatch):
+    """Exercise 8's check runs a few minutes for a real answer (the reference above passes it:
+    the closing note of the issue that added it has the figures). A step that reveals every
+    position at once with the first token has no tail to lose: no gap, a FAIL, in a second."""
+    assert check.exercise_8().status == check.LATER
+
+    def everything_at_once(logits, z, t, s, *, mask_id, dtype, generator):
+        return torch.zeros_like(z)
+
+    monkeypatch.setattr(check.solutions, "gumbel_step", everything_at_once)
+    assert check.exercise_8().status == check.FAIL
+
+
+def test_combining_outcomes():
+    fail, later, done = (check.Outcome(s, s) for s in (check.FAIL, check.LATER, check.PASS))
+    assert check.combine([done, later]).status == check.LATER
+    assert check.combine([done, later, fail]).status == check.FAIL
+    assert check.combine([done, done]).status == check.PASS
