@@ -262,13 +262,15 @@ def exercise_7() -> Outcome:
 
 
 class FixedLogits(torch.nn.Module):
-    """A stand-in network whose logits fall off like a power law: a long tail of rare tokens,
-    the part of a distribution that float32 Gumbel noise cannot reach."""
+    """A stand-in network whose probabilities fall off like 1/rank (Zipf's law, as words do): a
+    long tail of rare tokens, the part of a distribution that float32 Gumbel noise cannot reach
+    once the reveal probability 1/i of step i has scaled them down (about a tenth of the mass
+    here at 512 steps)."""
 
     def __init__(self, vocab_size=8192, seq_len=64):
         super().__init__()
         self.config = M.ModelConfig(vocab_size=vocab_size, mask_id=vocab_size - 1, seq_len=seq_len)
-        logits = -1.2 * torch.log(torch.arange(1, vocab_size + 1).float())  # (V,)
+        logits = -torch.log(torch.arange(1, vocab_size + 1).float())  # (V,) Zipf: p(k) ~ 1/k
         logits[-1] = -math.inf
         self.register_buffer("logits", logits)
 
