@@ -204,9 +204,14 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
             label = {"mdlm": "MDLM (bound)", "ar": "AR twin (exact)"}[run["objective"]]
             if run["objective"] == "mdlm" and not run["time_conditioning"]:
                 label = "MDLM, no time conditioning"
-            if len(twins) > 1:  # several runs of one kind: tell them apart by their length
+            if len({r["steps"] for r in twins}) > 1:  # runs of one kind: tell them apart
                 label += f", {run['steps']:,} steps"
                 line = line if run["steps"] == min(r["steps"] for r in twins) else "-."
+            if len({r.get("seed", 1337) for r in twins}) > 1:
+                label += f", seed {run.get('seed', 1337)}"
+                colour = (
+                    colour if run.get("seed", 1337) == 1337 else "C1" if kind[0] == "mdlm" else "C4"
+                )
             label += f": {run['val_bpb']:.3f}"
             ax.plot(tokens, history["val_bpb"], line, color=colour, marker=".", label=label)
         unigram = runs[[Path(r["data"]).stem for r in runs].index(corpus)]["unigram_bpb"]

@@ -221,9 +221,8 @@ def test_clean_gutenberg_docstring_example():
     ],
 )
 def test_clean_gutenberg_without_markers_is_an_error(text):
-    with pytest.raises(
-        CorpusError, match=r"pg55.txt has no '\*\*\* START OF'.*shared/data/gutenberg"
-    ):
+    expected = r"pg55.txt has no '\*\*\* START OF'.*shared/data/gutenberg"
+    with pytest.raises(CorpusError, match=expected):
         corpus.clean_gutenberg(text, "pg55.txt")
 
 
