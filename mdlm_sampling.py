@@ -116,11 +116,17 @@ def fill_the_blank(model, tokenizer, text, times=(None, 0.5, 0.9), top=5) -> dic
 
     t None stands for the fraction of the sentence actually masked, 1 / L, so the default
     times give {1 / L: [(text, p), ... top of them], 0.5: [...], 0.9: [...]}.
+    A trained tokenizer glues a space to the word after it (" door" is one token), so a space
+    before the blank belongs to the blank: "the ░ and" asks for " door", not for "door" after a
+    lone " " that the model never saw before a word.
     """
     if model.config.causal:
         raise ValueError("the autoregressive twin sees only the left of a blank: use an MDLM")
     device = next(model.parameters()).device
     before, after = text.split("░")
+    glued = len(tokenizer.encode(" the")) < 1 + len(tokenizer.encode("the"))
+    if glued and before.endswith(" "):
+        before = before[:-1]
     ids = tokenizer.encode(before) + [tokenizer.mask_id] + tokenizer.encode(after)
     position = len(tokenizer.encode(before))
     z = torch.tensor(ids, device=device)[None]  # (1, L)
@@ -709,4 +715,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "f49283549ddcb334f70756f3fd9c94392ad96c472b08f2c5889e2882be25023d"
+SOURCE_SHA256 = "9a5220d6fc4d28480587eb92541d80b064e3b987abc86367fa7152f42d7306fa"

@@ -178,11 +178,16 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
 
     MDLM's figure is an upper bound (the NELBO), the AR twin's an exact NLL: the true gap
     between the models is at most the gap between the curves. The grey line is the unigram
-    baseline.
+    baseline. Runs scored on the old split (no "held_out" in their metrics) get panels of their
+    own.
     """
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))]
     runs = [r for r in runs if "history" in r and r["history"].get("val_bpb")]
-    corpora = sorted({Path(r["data"]).stem for r in runs})
+
+    def panel(run):  # a run from before the last tenth of every file was held out gets its own
+        return Path(run["data"]).stem + ("" if "held_out" in run else ", old split")
+
+    corpora = sorted({panel(r) for r in runs})
     if not corpora:
         print(f"skipped {path.name}: no run metrics in {results}")
         return
@@ -193,13 +198,13 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
         ("ar", False): ("C3", "--"),
     }
     for ax, corpus in zip(axes[0], corpora):
-        for run in (r for r in runs if Path(r["data"]).stem == corpus):
+        for run in (r for r in runs if panel(r) == corpus):
             history, settings = run["history"], run["settings"]
             tokens_per_step = settings["batch_size"] * settings["grad_accum"] * settings["seq_len"]
             tokens = [step * tokens_per_step / 1e6 for step in history["val_step"]]
             kind = run["objective"], run["time_conditioning"]
             colour, line = styles[kind]
-            twins = [r for r in runs if Path(r["data"]).stem == corpus]
+            twins = [r for r in runs if panel(r) == corpus]
             twins = [r for r in twins if (r["objective"], r["time_conditioning"]) == kind]
             label = {"mdlm": "MDLM (bound)", "ar": "AR twin (exact)"}[run["objective"]]
             if run["objective"] == "mdlm" and not run["time_conditioning"]:
@@ -214,7 +219,7 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
                 )
             label += f": {run['val_bpb']:.3f}"
             ax.plot(tokens, history["val_bpb"], line, color=colour, marker=".", label=label)
-        unigram = runs[[Path(r["data"]).stem for r in runs].index(corpus)]["unigram_bpb"]
+        unigram = runs[[panel(r) for r in runs].index(corpus)]["unigram_bpb"]
         ax.axhline(unigram, color="grey", lw=1, label=f"unigram baseline: {unigram:.3f}")
         ax.set(title=corpus, xlabel="training tokens seen (millions)", ylabel="val bits per byte")
         ax.grid(alpha=0.3)

@@ -311,6 +311,7 @@ def metrics(**changes) -> dict:
         "wall_s": 930.0,
         "settings": {"vocab_size": 2048, "max_steps": 800},
         "history": {},
+        "held_out": {"files": 1, "files_contributing": 1, "characters": 1000, "tokens": 300},
     }
     return {**run, **changes}
 
@@ -414,6 +415,20 @@ def test_seeds_are_averaged_and_a_difference_within_the_errors_is_a_tie(project)
     )
     assert row in guide, guide
     assert "-p SEED 7" in guide  # the command of the second seed
+
+
+def test_a_run_from_before_the_split_fix_is_marked_and_paired_only_with_its_own_kind(project):
+    old = {key: value for key, value in metrics().items() if key != "held_out"}
+    write_results(
+        project,
+        mdlm_quick_x=metrics(),
+        ar_quick_x_old={**old, "objective": "ar", "val_bpb": 2.0},  # no twin on the new split
+    )
+    make_results.update(project)
+    guide = (project / "learning_guide.md").read_text()
+    assert "| ar_quick_x_old | x.txt, old split | AR twin |" in guide
+    assert "| mdlm_quick_x | x.txt | MDLM |" in guide
+    assert "| x.txt | quick, 800 |" not in guide  # the MDLM's twin ran on another split
 
 
 def test_results_check_finds_a_stale_block_and_does_not_write(project):

@@ -709,3 +709,14 @@ def test_fill_the_blank_reads_x_theta_at_the_blank():
         assert [p for _, p in pairs] == sorted((p for _, p in pairs), reverse=True)
     with pytest.raises(ValueError, match="use an MDLM"):
         fill_the_blank(tiny_model(causal=True), tokenizer, "a ░ b")
+
+
+def test_a_space_before_the_blank_belongs_to_the_blank_when_the_tokenizer_glues_it():
+    """With the merge (" ", "t") a trained tokenizer would write " the" as " t", "h", "e": the
+    word keeps its space. So "a ░ b" is [a] [blank] [" "] [b], and the blank at position 1 is
+    where " t" would be; a lone space before it would be a context no training text has."""
+    tokenizer = BPETokenizer([(ord(" "), ord("t"))])  # id 256 is " t"; the mask comes after
+    answer = torch.tensor([ord("a"), 256, ord(" "), ord("b")])
+    oracle = Oracle(answer, vocab_size=tokenizer.vocab_size, mask_id=tokenizer.mask_id)
+    candidates = fill_the_blank(oracle, tokenizer, "a ░ b", times=(0.5,), top=1)
+    assert candidates[0.5][0][0] == " t"
