@@ -16,7 +16,7 @@ def gumbel_step(logits, z, t, s, *, mask_id, dtype, generator):
     probability (alpha_s - alpha_t) / (1 - alpha_t) * x_theta(v), staying masked with
     probability (1 - alpha_s) / (1 - alpha_t); drawn by the Gumbel-max trick, with the
     probabilities and the uniform noise (from `generator`, on the CPU) in `dtype`:
-    torch.float32 or torch.float64. Visible positions keep their token. Returns z_s (B, L).
+    float32 or float64 (a torch dtype). Visible positions keep their token. Returns z_s (B, L).
     """
     raise NotImplementedError
 
