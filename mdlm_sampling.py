@@ -127,8 +127,9 @@ def fill_the_blank(model, tokenizer, text, times=(None, 0.5, 0.9), top=5) -> dic
     glued = len(tokenizer.encode(" the")) < 1 + len(tokenizer.encode("the"))
     if glued and before.endswith(" "):
         before = before[:-1]
-    ids = tokenizer.encode(before) + [tokenizer.mask_id] + tokenizer.encode(after)
-    position = len(tokenizer.encode(before))
+    before_ids = tokenizer.encode(before)
+    ids = before_ids + [tokenizer.mask_id] + tokenizer.encode(after)
+    position = len(before_ids)  # the blank's index
     z = torch.tensor(ids, device=device)[None]  # (1, L)
     candidates = {}
     for t_value in times:
@@ -715,4 +716,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "9a5220d6fc4d28480587eb92541d80b064e3b987abc86367fa7152f42d7306fa"
+SOURCE_SHA256 = "4762c02fa09c7c6769df2674576b5140fb34cd8d5704f60beab1b6e21f3fefc4"

@@ -50,6 +50,12 @@ def combine(outcomes: list[Outcome]) -> Outcome:
     raise ValueError("no outcomes")
 
 
+def mean_and_error(values) -> tuple[float, float]:
+    """The mean of a list of numbers and its standard error, std / sqrt(n)."""
+    values = torch.tensor(values, dtype=F64)  # on the CPU
+    return values.mean().item(), values.std().item() / math.sqrt(len(values))
+
+
 def tiny_model(vocab_size=384, seq_len=64, time_conditioning=True, n_layer=2):
     torch.manual_seed(0)
     config = M.ModelConfig(
@@ -250,14 +256,13 @@ def exercise_6() -> Outcome:
 def exercise_7() -> Outcome:
     model, T = tiny_model(time_conditioning=False), 200
     L = model.config.seq_len
-    nfe = torch.tensor(
+    mean, error = mean_and_error(
         [float(S.sample(model, steps=T, method="cached", seed=k).nfe) for k in range(24)]
     )
     formula = T * (1 - (1 - 1 / T) ** L)
-    error = nfe.std().item() / math.sqrt(len(nfe))
     return judged(
-        abs(nfe.mean().item() - formula) < 3 * error + 0.5,
-        f"cached NFE {nfe.mean():.1f} ± {error:.1f} at T = {T}, L = {L}; "
+        abs(mean - formula) < 3 * error + 0.5,
+        f"cached NFE {mean:.1f} ± {error:.1f} at T = {T}, L = {L}; "
         f"T(1 - (1 - 1/T)^L) = {formula:.1f}",
     )
 
@@ -312,10 +317,6 @@ def exercise_8(seeds=4, steps=1024, tail=1024) -> Outcome:
             entropy_gaps.append(entropy[F64] - entropy[F32])
     except NotImplementedError:
         return Outcome(LATER, "exercises/solutions.py: gumbel_step is not written yet")
-
-    def mean_and_error(values):
-        values = torch.tensor(values, dtype=torch.float64)  # on the CPU
-        return values.mean().item(), values.std().item() / math.sqrt(len(values))
 
     (mean, error), (entropy_mean, entropy_error) = (
         mean_and_error(gaps),
