@@ -21,7 +21,8 @@ them, with the command that made each; files without these markers are left alon
 A run's figure is its final estimate (metrics.json's "final": mean +- standard error over
 held-out windows) where it has one, and otherwise the live estimate of its last evaluation,
 marked "live". Runs that differ only in their seed are averaged in the MDLM-against-twin
-table, with their spread. A difference the error bars do not support is called a tie.
+and time-conditioning tables, with their spread. A difference the error bars do not support
+is called a tie.
 
 Left out on purpose: plots (train_model.ipynb and sampling.ipynb draw them from the same
 metrics).
@@ -111,6 +112,8 @@ def command(run: dict, defaults: dict | None) -> str:
     words += [f"-p DATA {run['data']}", f"-p OBJECTIVE {run['objective']}"]
     if run["objective"] == "mdlm" or run.get("time_conditioning") is False:
         words.append(f"-p TIME_CONDITIONING {run.get('time_conditioning')}")
+    if run.get("constant_conditioning"):
+        words.append("-p CONSTANT_CONDITIONING True")
     if run.get("seed", 1337) != 1337:  # train_model.ipynb's default SEED
         words.append(f"-p SEED {run['seed']}")
     mode = (defaults or {}).get(run["mode"])
@@ -155,6 +158,41 @@ def data_label(run: dict) -> str:
     return name if "held_out" in run else f"{name}, old split"
 
 
+def kind(run: dict) -> str:
+    """'ar'; or the MDLM's variant: 'mdlm' (adaLN fed t), 'mdlm_const' (the same blocks fed a
+    constant) or 'mdlm_notc' (plain blocks)."""
+    if run["objective"] != "mdlm":
+        return "ar"
+    if run.get("time_conditioning"):
+        return "mdlm"
+    return "mdlm_const" if run.get("constant_conditioning") else "mdlm_notc"
+
+
+# the time conditioning column of the training table, and the rows of the conditioning table
+CONDITIONING = {"mdlm": "on", "mdlm_const": "constant", "mdlm_notc": "off", "ar": "n/a"}
+VARIANTS = {
+    "mdlm": "t fed: adaLN-Zero blocks, modulated by t",
+    "mdlm_const": "constant: the same blocks, modulated by the features of t = 0 always",
+    "mdlm_notc": "plain: pre-norm blocks without modulation or gates",
+}
+
+
+def plateau_exit(run: dict, drop: float = 0.05, window: int = 50) -> int | None:
+    """The first step at which the training loss, averaged over the `window` steps around it,
+    is `drop` (a fraction) below the unigram entropy: where the run leaves the plateau that
+    every run starts on, predicting token frequencies only. None if it never does."""
+    history = run.get("history", {})
+    losses, steps = history.get("train_loss"), history.get("step")
+    if not losses or not steps or "bytes_per_token" not in run:
+        return None
+    plateau = run["unigram_bpb"] * run["bytes_per_token"] * math.log(2)  # nats per token
+    half = window // 2
+    for i in range(len(losses)):
+        if statistics.fmean(losses[max(0, i - half) : i + window - half]) <= (1 - drop) * plateau:
+            return steps[i]
+    return None
+
+
 def held_out(run: dict) -> tuple[float, float | None]:
     """A run's held-out bits per byte and its standard error: the final figure (the MDLM's
     NELBO, the twin's exact loss), or the live estimate of its last evaluation (error None)."""
@@ -185,7 +223,7 @@ def training_table(runs: list) -> list[str]:
     lines = [header, "|" + "---|" * 3 + ":---:|" + "---:|" * 3 + "---|" + "---:|" * 5]
     for name, run in runs:
         is_mdlm = run["objective"] == "mdlm"
-        conditioning = ("on" if run.get("time_conditioning") else "off") if is_mdlm else "n/a"
+        conditioning = CONDITIONING[kind(run)]
         device = run.get("machine") or machine(run)
         value, error = held_out(run)
         exact = left_to_right(run)
@@ -242,16 +280,19 @@ def gap(mdlm: tuple, reference: tuple) -> str:
     return text + (", a tie" if abs(value - base) < 2 * math.hypot(error, base_error) else "")
 
 
+def grouped(runs: list) -> dict:
+    """(data, mode, max_steps) -> {kind: [runs]}: the runs that compare like with like."""
+    groups = {}
+    for _, run in runs:
+        steps = run.get("settings", {}).get("max_steps", run["steps"])
+        group = groups.setdefault((data_label(run), run["mode"], steps), {})
+        group.setdefault(kind(run), []).append(run)
+    return groups
+
+
 def twin_table(runs: list) -> list[str]:
     """MDLM against its AR twin, per corpus and run mode: the gap in held-out bits per byte."""
-    groups = {}  # (data, mode, max_steps) -> {"mdlm": [runs], "mdlm_notc": [runs], "ar": [runs]}
-    for _, run in runs:
-        kind = run["objective"] + (
-            "_notc" if run["objective"] == "mdlm" and not run.get("time_conditioning") else ""
-        )
-        steps = run.get("settings", {}).get("max_steps", run["steps"])  # pair like with like
-        group = groups.setdefault((data_label(run), run["mode"], steps), {})
-        group.setdefault(kind, []).append(run)
+    groups = grouped(runs)
     pairs = [
         (key, group)
         for key, group in sorted(groups.items())
@@ -293,6 +334,67 @@ def twin_table(runs: list) -> list[str]:
         else:
             cells += [""] * 3
         lines.append(f"| {data} | {mode}, {steps:,} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def conditioning_table(runs: list) -> list[str]:
+    """The MDLM's three variants side by side where at least two of them ran: what t adds, and
+    what the gated adaLN blocks add without t."""
+    groups = [(key, group) for key, group in sorted(grouped(runs).items())]
+    groups = [(key, g) for key, g in groups if sum(k in g for k in VARIANTS) >= 2 and "mdlm" in g]
+    if not groups:
+        return []
+    lines = [
+        "",
+        "Time conditioning, controlled (same data, tokenizer, steps and seeds; t fed and "
+        "constant have the same parameters and initialisation): held-out bits per byte, mean "
+        "± its error over seeds and windows; the gap to t fed is called a tie when the "
+        "difference is within two combined errors. The plateau: the first step at which the "
+        "training loss, averaged over 50 steps, is 5% below the unigram entropy, per seed:",
+        "",
+        "| data | mode, steps | variant | held-out bits/byte | against t fed | leaves the plateau "
+        "at step |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for (data, mode, steps), group in groups:
+        fed = average(group["mdlm"])
+        for variant, description in VARIANTS.items():
+            if variant not in group:
+                continue
+            mean = average(group[variant])
+            exits = [plateau_exit(run) for run in group[variant]]
+            lines.append(
+                f"| {data} | {mode}, {steps:,} | {description} "
+                f"| {shown(mean[0], mean[1], bound=True) + mean[2]} "
+                f"| {gap(mean, fed) if variant != 'mdlm' else ''} "
+                f"| {', '.join(f'{e:,}' if e else 'never' for e in exits)} |"
+            )
+    return lines
+
+
+def average_table(runs: list) -> list[str]:
+    """Every run that scored the average of its weights (EMA) beside its trained weights."""
+    rows = [(name, run) for name, run in runs if (run.get("final") or {}).get("ema")]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "The average of the weights (EMA) against the trained weights, each run on the same "
+        "held-out windows, times and masks: held-out bits per byte ± standard error, and the "
+        "paired difference, called a tie when it is within two of its standard errors:",
+        "",
+        "| run | decay | trained weights | their average | average minus trained |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, run in rows:
+        ema, is_mdlm = run["final"]["ema"], run["objective"] == "mdlm"
+        key = "nelbo" if is_mdlm else "nll"
+        difference, error = ema["ema - trained"]
+        tie = ", a tie" if abs(difference) < 2 * error else ""
+        lines.append(
+            f"| {name} | {ema['decay']} | {shown(*run['final'][key], bound=is_mdlm)} "
+            f"| {shown(*ema[key], bound=is_mdlm)} | {difference:+.4f} ± {error:.4f}{tie} |"
+        )
     return lines
 
 
@@ -374,6 +476,8 @@ def render(results_dir: Path) -> str:
     if training:
         lines += training_table(training)
         lines += twin_table(training)
+        lines += conditioning_table(training)
+        lines += average_table(training)
     for name, figures in sampling:
         lines += [""] + sampling_table(name, figures)
     return "\n".join(lines)

@@ -195,9 +195,22 @@ class ModelConfig:
     n_head: int = 6
     d_model: int = 384
     time_conditioning: bool = True  # adaLN on t; False makes the network ignore t
+    constant_conditioning: bool = False  # the same adaLN blocks, fed a constant instead of t
     causal: bool = False  # True for the autoregressive twin: attention looks left only
     dropout: float = 0.0
     rope_base: float = 10_000.0
+
+    def __post_init__(self):
+        if self.time_conditioning and self.constant_conditioning:
+            raise ValueError(
+                "time_conditioning and constant_conditioning exclude each other: the adaLN "
+                "blocks are fed either t or a constant. Set one of them to False"
+            )
+
+    @property
+    def adaln(self) -> bool:
+        """adaLN-Zero blocks (fed t, or a constant), rather than plain pre-norm blocks."""
+        return self.time_conditioning or self.constant_conditioning
 
 
 class RMSNorm(nn.Module):
@@ -297,7 +310,7 @@ class Block(nn.Module):
         self.norm1, self.norm2 = RMSNorm(config.d_model), RMSNorm(config.d_model)
         self.attn, self.mlp = SelfAttention(config), SwiGLU(config.d_model)
         self.modulation = None
-        if config.time_conditioning:  # adaLN-Zero: shift, scale, gate for both sub-layers
+        if config.adaln:  # adaLN-Zero: shift, scale, gate for both sub-layers
             self.modulation = nn.Linear(config.d_model, 6 * config.d_model)
             nn.init.zeros_(self.modulation.weight)
             nn.init.zeros_(self.modulation.bias)
@@ -320,12 +333,15 @@ class Transformer(nn.Module):
         D = config.d_model
         self.embed = nn.Embedding(config.vocab_size, D)
         self.time_mlp = None
-        if config.time_conditioning:
+        if config.adaln:
             self.time_mlp = nn.Sequential(nn.Linear(256, D), nn.SiLU(), nn.Linear(D, D))
+        if config.constant_conditioning:  # the features of t = 0 stand in for every t
+            features = timestep_embedding(torch.zeros(1), 256)  # (1, 256)
+            self.register_buffer("constant_features", features, persistent=False)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.n_layer))
         self.norm_out = RMSNorm(D)
         self.out_modulation = None
-        if config.time_conditioning:  # shift and scale before the output layer, zero-initialised
+        if config.adaln:  # shift and scale before the output layer, zero-initialised
             self.out_modulation = nn.Linear(D, 2 * D)
         cos, sin = rope_tables(config.seq_len, D // config.n_head, config.rope_base)
         self.register_buffer("rope_cos", cos, persistent=False)  # rebuilt, never saved
@@ -364,10 +380,12 @@ class Transformer(nn.Module):
             )
         x = self.embed(idx)  # (B, L, D)
         cond = None
-        if self.time_mlp is not None:
+        if self.config.time_conditioning:
             if t is None:
                 raise ValueError("this model is time-conditioned: pass t, shape (B,)")
             cond = F.silu(self.time_mlp(timestep_embedding(t, 256)))  # (B, D)
+        elif self.config.constant_conditioning:  # the same MLP, whatever t is
+            cond = F.silu(self.time_mlp(self.constant_features))  # (1, D), broadcast over B
         cos, sin = self.rope_cos[:L], self.rope_sin[:L]  # (L, hd/2)
         for block in self.blocks:
             x = block(x, cond, cos, sin)  # (B, L, D)
@@ -407,6 +425,7 @@ def save_checkpoint(
     metrics=None,
     settings=None,
     corpus_sha256="",
+    ema=None,
 ):
     """Write everything needed to sample from or resume a run, atomically."""
     model = getattr(model, "_orig_mod", model)  # torch.compile wraps the model; save the inside
@@ -416,6 +435,7 @@ def save_checkpoint(
         "code_sha256": SOURCE_SHA256,  # which version of this notebook's code made it
         "model_config": asdict(model.config),
         "model": model.state_dict(),
+        "ema": ema.state_dict() if ema else None,  # the average of the weights (section 6)
         "tokenizer": tokenizer.to_json(),
         "step": step,
         "optimizer": optimizer.state_dict() if optimizer else None,
@@ -492,8 +512,10 @@ def load_model(path, device="cpu"):
 
 def check_resumable(checkpoint: dict, config: ModelConfig, tokenizer) -> None:
     """Refuse to resume into a different model or tokenizer, naming what differs."""
-    saved = checkpoint["model_config"]
-    differ = {k: (saved.get(k), v) for k, v in asdict(config).items() if saved.get(k) != v}
+    known = {f.name for f in fields(ModelConfig)}  # an older checkpoint lacks newer fields:
+    saved = {k: v for k, v in checkpoint["model_config"].items() if k in known}
+    saved = asdict(ModelConfig(**saved))  # they take their defaults, as in build_model
+    differ = {k: (saved[k], v) for k, v in asdict(config).items() if saved[k] != v}
     if differ:
         raise CheckpointError(
             f"the checkpoint's model differs from this run's: {differ} "
@@ -583,6 +605,47 @@ def check_finite(loss: float, step: int, last_checkpoint) -> None:
             f"{last_checkpoint}. Lower LEARNING_RATE, or check the data; fp16 without a "
             "gradient scaler also does this"
         )
+
+
+class EMA:
+    """An exponential moving average of a model's weights: shadow <- decay shadow + (1 - decay) w.
+
+    update() after every optimizer step; swapped_into(model) puts the average in the model for
+    the duration of a `with` block (to evaluate or sample), and the trained weights back after.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = {name: p.detach().clone() for name, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        for name, p in model.named_parameters():
+            self.shadow[name].lerp_(p.detach(), 1 - self.decay)  # a + w (b - a)
+
+    @contextmanager
+    def swapped_into(self, model: nn.Module):
+        trained = {name: p.detach().clone() for name, p in model.named_parameters()}
+        copy_weights(model, self.shadow)
+        try:
+            yield model
+        finally:
+            copy_weights(model, trained)
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "shadow": self.shadow}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = state["decay"]
+        for name, value in state["shadow"].items():
+            self.shadow[name].copy_(value)  # onto the device the weights are on
+
+
+@torch.no_grad()
+def copy_weights(model: nn.Module, weights: dict) -> None:
+    """Copy {name: tensor} into the model's parameters of those names, in place."""
+    for name, p in model.named_parameters():
+        p.copy_(weights[name])
 
 
 def spread(count, total):
@@ -721,38 +784,54 @@ def final_figures(
     num_windows,
     order_windows,
     num_times=32,
+    ema=None,
     device="cpu",
     dtype=torch.float32,
 ):
     """The figures a run ends with, in bits per byte, each as (value, standard error).
 
     On num_windows evenly spaced windows of the held-out tokens `ids`: the MDLM's NELBO, or the
-    twin's exact loss. On order_windows of them, evenly spaced again (each costs L network
-    calls), the MDLM's exact likelihood left to right and in a random order, the NELBO of the
-    same windows, and each likelihood minus that NELBO, window by window: paired, the
-    difference has a much smaller error than either figure. The network runs under the run's
-    autocast dtype, its last layer in fp32.
+    twin's exact loss. With an EMA, the same again with the averaged weights, and its
+    difference from the trained weights' window by window (the same times and masks: paired).
+    On order_windows of them, evenly spaced again (each costs L network calls), the MDLM's
+    exact likelihood left to right and in a random order, the NELBO of the same windows, and
+    each likelihood minus that NELBO, window by window: paired, the difference has a much
+    smaller error than either figure. The network runs under the run's autocast dtype, its
+    last layer in fp32.
     """
     on = dict(device=torch.device(device), dtype=dtype)
     windows = evaluation_windows(ids, seq_len, num_windows)  # (W, L)
     figures = {"windows": len(windows), "tokens": windows.numel()}
-    if model.config.causal:
-        num_bytes = token_bytes(windows[:, 1:], tokenizer)  # the scored tokens only
-        figures["nll"] = bits_per_byte(ar_nll_per_window(model, windows, **on), num_bytes)
-        figures["bytes"] = int(num_bytes.sum())
-        return figures
-    num_bytes = token_bytes(windows, tokenizer)  # (W,)
-    nelbo = nelbo_per_window(model, windows, num_times=num_times, **on)  # (W,) nats
-    figures.update(nelbo=bits_per_byte(nelbo, num_bytes), num_times=num_times)
+    key = "nll" if model.config.causal else "nelbo"
+    num_bytes = token_bytes(windows[:, 1:] if model.config.causal else windows, tokenizer)  # (W,)
+
+    def per_window():  # (W,) nats: the twin's exact loss (scored tokens only), or the NELBO
+        if model.config.causal:
+            return ar_nll_per_window(model, windows, **on)
+        return nelbo_per_window(model, windows, num_times=num_times, **on)  # seed 0: same masks
+
+    trained = per_window()
+    figures[key] = bits_per_byte(trained, num_bytes)
     figures["bytes"] = int(num_bytes.sum())
+    if ema is not None:
+        with ema.swapped_into(model):
+            averaged = per_window()
+        figures["ema"] = {
+            "decay": ema.decay,
+            key: bits_per_byte(averaged, num_bytes),
+            "ema - trained": bits_per_byte(averaged - trained, num_bytes),
+        }
+    if model.config.causal:
+        return figures
+    figures["num_times"] = num_times
     subset = spread(min(order_windows, len(windows)), len(windows))  # (w,) evenly spread
     figures["order_windows"] = len(subset)
-    figures["nelbo, order windows"] = bits_per_byte(nelbo[subset], num_bytes[subset])
+    figures["nelbo, order windows"] = bits_per_byte(trained[subset], num_bytes[subset])
     for order in ("left-to-right", "random"):
         nll = order_nll_per_window(model, windows[subset], order=order, **on)  # (w,) nats
         figures[order] = bits_per_byte(nll, num_bytes[subset])
-        figures[f"{order} - nelbo"] = bits_per_byte(nll - nelbo[subset], num_bytes[subset])
+        figures[f"{order} - nelbo"] = bits_per_byte(nll - trained[subset], num_bytes[subset])
     return figures
 
 
-SOURCE_SHA256 = "442ed4431c6d6e3e837137ee8e389bbc6d34a6963f79251ddbb42f8369ede0aa"
+SOURCE_SHA256 = "6e337bd3d8f9a563d0514497ec33fd6442e28cc21ebbc0e0e7e172466009d3e3"

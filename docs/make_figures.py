@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so it runs from any folder
 
 from bpe_tokenizer import BPETokenizer  # noqa: E402
+from make_results import kind as run_kind  # noqa: E402
 from mdlm_model import ModelConfig, Transformer, alpha, alpha_prime, mask_tokens  # noqa: E402
 from mdlm_sampling import sample  # noqa: E402
 
@@ -193,30 +194,33 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
         return
     fig, axes = plt.subplots(1, len(corpora), figsize=(5.2 * len(corpora), 3.8), squeeze=False)
     styles = {
-        ("mdlm", True): ("C0", "-"),
-        ("mdlm", False): ("C0", ":"),
-        ("ar", False): ("C3", "--"),
+        "mdlm": ("C0", "-"),
+        "mdlm_notc": ("C0", ":"),
+        "mdlm_const": ("C2", "-."),
+        "ar": ("C3", "--"),
+    }
+    other_seed = {"mdlm": "C1", "mdlm_notc": "C1", "mdlm_const": "C8", "ar": "C4"}  # its colour
+    labels = {
+        "mdlm": "MDLM (bound)",
+        "mdlm_notc": "MDLM, no time conditioning",
+        "mdlm_const": "MDLM, adaLN fed a constant",
+        "ar": "AR twin (exact)",
     }
     for ax, corpus in zip(axes[0], corpora):
         for run in (r for r in runs if panel(r) == corpus):
             history, settings = run["history"], run["settings"]
             tokens_per_step = settings["batch_size"] * settings["grad_accum"] * settings["seq_len"]
             tokens = [step * tokens_per_step / 1e6 for step in history["val_step"]]
-            kind = run["objective"], run["time_conditioning"]
+            kind = run_kind(run)
             colour, line = styles[kind]
-            twins = [r for r in runs if panel(r) == corpus]
-            twins = [r for r in twins if (r["objective"], r["time_conditioning"]) == kind]
-            label = {"mdlm": "MDLM (bound)", "ar": "AR twin (exact)"}[run["objective"]]
-            if run["objective"] == "mdlm" and not run["time_conditioning"]:
-                label = "MDLM, no time conditioning"
+            twins = [r for r in runs if panel(r) == corpus and run_kind(r) == kind]
+            label = labels[kind]
             if len({r["steps"] for r in twins}) > 1:  # runs of one kind: tell them apart
                 label += f", {run['steps']:,} steps"
                 line = line if run["steps"] == min(r["steps"] for r in twins) else "-."
             if len({r.get("seed", 1337) for r in twins}) > 1:
                 label += f", seed {run.get('seed', 1337)}"
-                colour = (
-                    colour if run.get("seed", 1337) == 1337 else "C1" if kind[0] == "mdlm" else "C4"
-                )
+                colour = colour if run.get("seed", 1337) == 1337 else other_seed[kind]
             label += f": {run['val_bpb']:.3f}"
             ax.plot(tokens, history["val_bpb"], line, color=colour, marker=".", label=label)
         unigram = runs[[panel(r) for r in runs].index(corpus)]["unigram_bpb"]

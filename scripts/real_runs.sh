@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's real runs, with the parameters that made the committed results.
 # Usage: bash scripts/real_runs.sh [QUEUE]
-#   QUEUE = gutenberg, gutenberg_seeds, shakespeare, longer (Tiny Shakespeare),
+#   QUEUE = gutenberg, gutenberg_seeds, conditioning, shakespeare, longer (Tiny Shakespeare),
 #   longer_gutenberg or all
 # Runs one after another, each with all CPU threads (two runs side by side on a 2-core machine
 # slow each other down about six-fold). The corpora are read from local copies in $SHARED
@@ -25,6 +25,15 @@ corpus() {  # corpus DATA NAME [SEED]: MDLM, its AR twin, MDLM without time cond
     train "ar_quick_$name$suffix" -p DATA "$data" -p OBJECTIVE ar -p SEED "$seed"
     train "mdlm_notc_quick_$name$suffix" -p DATA "$data" -p TIME_CONDITIONING False -p SEED "$seed"
 }
+constant() {  # constant DATA NAME: the control of time conditioning (the guide's 5.1), 2 seeds
+    local seed suffix
+    for seed in 1337 1338; do
+        suffix=""
+        [ "$seed" != 1337 ] && suffix=_seed$seed
+        train "mdlm_const_quick_$2$suffix" -p DATA "$1" -p TIME_CONDITIONING False \
+            -p CONSTANT_CONDITIONING True -p SEED "$seed"
+    done
+}
 longer() {  # longer DATA NAME STEPS: the quick MDLM and its twin for more steps than quick mode
     local objective run
     for objective in mdlm ar; do  # about 5 minutes per 1,000 steps each
@@ -36,14 +45,16 @@ longer() {  # longer DATA NAME STEPS: the quick MDLM and its twin for more steps
 case "${1:-all}" in
     gutenberg) corpus "$SHARED/gutenberg" gutenberg ;;
     gutenberg_seeds) corpus "$SHARED/gutenberg" gutenberg 1338 ;;
+    conditioning) constant "$SHARED/gutenberg" gutenberg ;;
     shakespeare) corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare ;;
     longer) longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 ;;
     longer_gutenberg) longer "$SHARED/gutenberg" gutenberg 6400 ;;
     all) corpus "$SHARED/gutenberg" gutenberg && corpus "$SHARED/gutenberg" gutenberg 1338 &&
+        constant "$SHARED/gutenberg" gutenberg &&
         corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare &&
         longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 &&
         longer "$SHARED/gutenberg" gutenberg 6400 ;;
     *) echo "usage: bash scripts/real_runs.sh" \
-        "[gutenberg|gutenberg_seeds|shakespeare|longer|longer_gutenberg|all]" >&2
+        "[gutenberg|gutenberg_seeds|conditioning|shakespeare|longer|longer_gutenberg|all]" >&2
         exit 2 ;;
 esac

@@ -14,6 +14,7 @@ Fast: nothing here trains or samples. What is checked, for learning_guide.md and
 
 import doctest
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -415,6 +416,72 @@ def test_seeds_are_averaged_and_a_difference_within_the_errors_is_a_tie(project)
     )
     assert row in guide, guide
     assert "-p SEED 7" in guide  # the command of the second seed
+
+
+def test_the_plateau_exit_worked_out_by_hand():
+    """Loss at the unigram entropy u for steps 1 to 300, then 0.8 u. A 50-step window around
+    step s covers steps s - 24 to s + 25; its mean is 5% below u once 0.2 k >= 2.5 of its k
+    low steps, k = 13: steps 301 to 313, so s = 288 + 1 = 289."""
+    u = 5.0 * 2.0 * math.log(2)  # unigram bits per byte * bytes per token * ln 2: nats/token
+    run = metrics(
+        bytes_per_token=2.0,
+        history={"step": list(range(1, 601)), "train_loss": [u] * 300 + [0.8 * u] * 300},
+    )
+    assert make_results.plateau_exit(run) == 289
+    assert make_results.plateau_exit(metrics(bytes_per_token=2.0)) is None  # no history
+    flat = {"step": list(range(1, 601)), "train_loss": [u] * 600}
+    assert make_results.plateau_exit(metrics(bytes_per_token=2.0, history=flat)) is None
+
+
+def test_the_conditioning_table_sets_the_variants_side_by_side(project):
+    """t fed 2.2 and 2.4 (seeds; error 0.1 as above), constant 2.25 +- 0.01: 2.25 / 2.3 - 1 =
+    -2.2%, within 2 hypot(0.1, 0.01): a tie. Plain 2.6 +- 0.01: +13.0%, not a tie."""
+    u = 5.0 * 2.0 * math.log(2)
+    history = {"step": list(range(1, 601)), "train_loss": [u] * 300 + [0.8 * u] * 300}
+    same = dict(bytes_per_token=2.0, history=history)
+    write_results(
+        project,
+        mdlm_quick_x=metrics(final=final(nelbo=[2.2, 0.01]), **same),
+        mdlm_quick_x_seed7=metrics(seed=7, final=final(nelbo=[2.4, 0.01]), **same),
+        mdlm_const_quick_x=metrics(
+            time_conditioning=False, constant_conditioning=True, final=final(nelbo=[2.25, 0.01])
+        ),
+        mdlm_notc_quick_x=metrics(time_conditioning=False, final=final(nelbo=[2.6, 0.01])),
+    )
+    make_results.update(project)
+    guide = (project / "learning_guide.md").read_text()
+    rows = [
+        "| x.txt | quick, 800 | t fed: adaLN-Zero blocks, modulated by t "
+        "| ≤ 2.300 ± 0.100 (2 seeds: 2.200, 2.400) |  | 289, 289 |",
+        "| x.txt | quick, 800 | constant: the same blocks, modulated by the features of t = 0 "
+        "always | ≤ 2.250 ± 0.010 | -2.2%, a tie | never |",
+        "| x.txt | quick, 800 | plain: pre-norm blocks without modulation or gates "
+        "| ≤ 2.600 ± 0.010 | +13.0% | never |",
+    ]
+    for row in rows:
+        assert row in guide, guide
+    assert "| mdlm_const_quick_x | x.txt | MDLM | constant |" in guide
+    assert "-p TIME_CONDITIONING False -p CONSTANT_CONDITIONING True" in guide
+
+
+def test_the_average_of_the_weights_is_shown_with_its_paired_difference(project):
+    ema = {"decay": 0.995, "nelbo": [2.19, 0.01], "ema - trained": [-0.01, 0.002]}
+    small = {"decay": 0.995, "nll": [1.499, 0.01], "ema - trained": [-0.001, 0.002]}
+    write_results(
+        project,
+        mdlm_quick_x=metrics(final={**final(nelbo=[2.2, 0.01]), "ema": ema}),
+        ar_quick_x=metrics(objective="ar", final={**final(nll=[1.5, 0.01]), "ema": small}),
+        mdlm_quick_y=metrics(data="y.txt", final=final(nelbo=[2.2, 0.01])),  # no average: no row
+    )
+    make_results.update(project)
+    guide = (project / "learning_guide.md").read_text()
+    assert (
+        "| mdlm_quick_x | 0.995 | ≤ 2.200 ± 0.010 | ≤ 2.190 ± 0.010 | -0.0100 ± 0.0020 |" in guide
+    )
+    assert (
+        "| ar_quick_x | 0.995 | 1.500 ± 0.010 | 1.499 ± 0.010 | -0.0010 ± 0.0020, a tie |" in guide
+    )
+    assert "| mdlm_quick_y | 0.995" not in guide
 
 
 def test_a_run_from_before_the_split_fix_is_marked_and_paired_only_with_its_own_kind(project):

@@ -145,3 +145,29 @@ def test_final_figures_of_an_mdlm_and_of_its_twin():
     assert set(figures) == {"windows", "tokens", "nll", "bytes"} and figures["nll"][1] > 0
     windows = M.evaluation_windows(ids, 16, 12)
     assert figures["bytes"] == M.token_bytes(windows[:, 1:], tokenizer).sum()  # L - 1 scored
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_the_average_of_the_weights_is_scored_on_the_same_windows_and_masks(causal):
+    """An average that has not moved holds the trained weights: its figure is the trained one
+    and the paired difference exactly 0. Moved to other weights, it scores those weights, and
+    the model holds its trained weights again afterwards."""
+    tokenizer = BPETokenizer.train("the cat sat on the mat. " * 20, vocab_size=262)
+    ids = torch.tensor(tokenizer.encode("the cat sat on the mat. " * 60))
+    model = tiny_model(vocab_size=tokenizer.vocab_size, seq_len=16, causal=causal)
+    key = "nll" if causal else "nelbo"
+    common = dict(seq_len=16, num_windows=12, order_windows=2, num_times=4)
+    ema = M.EMA(model, decay=0.9)
+    figures = M.final_figures(model, tokenizer, ids, ema=ema, **common)
+    assert figures["ema"]["decay"] == 0.9 and figures["ema"][key] == figures[key]
+    assert figures["ema"]["ema - trained"][0] == 0.0
+    other = tiny_model(vocab_size=tokenizer.vocab_size, seq_len=16, causal=causal)
+    for p in other.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    ema.shadow = {name: p.detach().clone() for name, p in other.named_parameters()}
+    trained = {name: p.detach().clone() for name, p in model.named_parameters()}
+    figures = M.final_figures(model, tokenizer, ids, ema=ema, **common)
+    assert figures["ema"][key] == M.final_figures(other, tokenizer, ids, **common)[key]
+    difference = figures["ema"][key][0] - figures[key][0]
+    assert figures["ema"]["ema - trained"][0] == pytest.approx(difference, abs=1e-9)
+    assert all(torch.equal(p, trained[name]) for name, p in model.named_parameters())

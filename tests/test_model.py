@@ -106,6 +106,45 @@ def test_time_conditioning_switch():
     assert torch.equal(plain(idx, torch.tensor([0.1, 0.1])), plain(idx, torch.tensor([0.9, 0.9])))
 
 
+def test_constant_conditioning_is_the_same_network_fed_t_equal_zero():
+    """The control for time conditioning: the same blocks, parameters and initialisation as the
+    time-conditioned network, but its adaLN always sees the features of t = 0."""
+    fed_t = active_model()
+    constant = active_model(time_conditioning=False, constant_conditioning=True)
+    assert constant.config.adaln and not constant.config.time_conditioning
+    for (name, a), (same_name, b) in zip(fed_t.state_dict().items(), constant.state_dict().items()):
+        assert name == same_name and torch.equal(a, b)  # the seed gives both the same weights
+    idx = torch.randint(MASK, (3, 16))
+    assert torch.allclose(constant(idx), fed_t(idx, torch.zeros(3)), atol=1e-6)
+    assert torch.equal(constant(idx, torch.tensor([0.1, 0.5, 0.9])), constant(idx))  # t ignored
+    torch.manual_seed(0)
+    fresh_fed_t = M.Transformer(tiny_config())
+    torch.manual_seed(0)
+    fresh_constant = M.Transformer(tiny_config(time_conditioning=False, constant_conditioning=True))
+    for a, b in zip(fresh_fed_t.parameters(), fresh_constant.parameters()):
+        assert torch.equal(a, b)  # the same initialisation, gates at zero included
+    with pytest.raises(ValueError, match="exclude each other"):
+        tiny_config(constant_conditioning=True)  # time_conditioning is True by default
+
+
+def test_the_average_of_the_weights_by_hand():
+    """decay 0.5, weights 0 then 1 then 3: 0.5 (0.5 * 0 + 0.5 * 1) + 0.5 * 3 = 1.75."""
+    model = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(model.weight)
+    ema = M.EMA(model, decay=0.5)
+    for value in (1.0, 3.0):
+        torch.nn.init.constant_(model.weight, value)
+        ema.update(model)
+    assert ema.shadow["weight"].item() == 1.75
+    with pytest.raises(RuntimeError, match="failed"), ema.swapped_into(model):
+        assert model.weight.item() == 1.75
+        raise RuntimeError("failed")  # the trained weight comes back even when the block fails
+    assert model.weight.item() == 3.0
+    restored = M.EMA(model, decay=0.9)
+    restored.load_state_dict(ema.state_dict())
+    assert restored.decay == 0.5 and restored.shadow["weight"].item() == 1.75
+
+
 def test_adaln_zero_blocks_start_as_identity():
     """With zero gates at initialisation, a block returns its input unchanged."""
     config = tiny_config()
@@ -326,6 +365,26 @@ def test_resume_refuses_another_config_or_tokenizer(tmp_path, tokenizer):
     other = BPETokenizer.train("a completely different text. " * 20, vocab_size=262)
     with pytest.raises(M.CheckpointError, match="another tokenizer"):
         M.check_resumable(checkpoint, model.config, other)
+
+
+def test_resume_refuses_another_conditioning_and_accepts_an_older_checkpoint(tmp_path, tokenizer):
+    path = tmp_path / "ckpt.pt"
+    model = active_model(time_conditioning=False, constant_conditioning=True)
+    save(path, model, tokenizer)
+    checkpoint = M.load_checkpoint(path)
+    assert checkpoint["model_config"]["constant_conditioning"] is True  # the variant is recorded
+    reloaded, _, _ = M.load_model(path)
+    assert reloaded.config == model.config
+    with pytest.raises(M.CheckpointError, match="constant_conditioning"):
+        M.check_resumable(checkpoint, replace(model.config, constant_conditioning=False), tokenizer)
+    older = tmp_path / "older.pt"  # a plain model, saved before the field existed
+    save(older, active_model(time_conditioning=False), tokenizer)
+    checkpoint = torch.load(older, weights_only=True)
+    del checkpoint["model_config"]["constant_conditioning"]
+    torch.save(checkpoint, older)
+    reloaded, _, checkpoint = M.load_model(older)  # a missing field takes its default
+    assert not reloaded.config.adaln
+    M.check_resumable(checkpoint, reloaded.config, tokenizer)
 
 
 def test_weights_that_do_not_fit_the_config(tmp_path, tokenizer):

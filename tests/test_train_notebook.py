@@ -42,6 +42,10 @@ def test_smoke_run_writes_metrics_and_a_loadable_checkpoint(smoke_run):
     )
     idx = torch.full((1, 8), tokenizer.mask_id)
     assert model(idx, torch.ones(1)).shape == (1, 8, tokenizer.vocab_size)
+    ema = checkpoint["ema"]  # the average of the weights, beside the trained ones
+    assert ema["decay"] == 0.9 and ema["shadow"].keys() == dict(model.named_parameters()).keys()
+    figure, gain = metrics["final"]["ema"]["nelbo"], metrics["final"]["ema"]["ema - trained"]
+    assert gain[0] == pytest.approx(figure[0] - metrics["final"]["nelbo"][0], abs=1e-9)
 
 
 def test_interrupted_and_resumed_run_matches_one_go(smoke_run, tmp_path):
@@ -55,6 +59,11 @@ def test_interrupted_and_resumed_run_matches_one_go(smoke_run, tmp_path):
     one_go = json.loads((smoke_run / "metrics.json").read_text())
     assert resumed["history"]["train_loss"] == one_go["history"]["train_loss"]
     assert resumed["history"]["val_bpb"] == one_go["history"]["val_bpb"]
+    assert resumed["final"] == {**one_go["final"], "seconds": resumed["final"]["seconds"]}
+    averages = [
+        M.load_checkpoint(folder / "ckpt.pt")["ema"]["shadow"] for folder in (tmp_path, smoke_run)
+    ]
+    assert all(torch.equal(averages[0][name], averages[1][name]) for name in averages[0])
 
 
 def failed_run(tmp_path, **parameters) -> str:
