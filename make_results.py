@@ -114,6 +114,8 @@ def command(run: dict, defaults: dict | None) -> str:
         words.append(f"-p TIME_CONDITIONING {run.get('time_conditioning')}")
     if run.get("constant_conditioning"):
         words.append("-p CONSTANT_CONDITIONING True")
+    if run.get("settings", {}).get("ema_decay"):  # an average of the weights (off by default)
+        words.append(f"-p EMA_DECAY {run['settings']['ema_decay']}")
     if run.get("seed", 1337) != 1337:  # train_model.ipynb's default SEED
         words.append(f"-p SEED {run['seed']}")
     mode = (defaults or {}).get(run["mode"])

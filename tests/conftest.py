@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
 # CI and this project's machines have ../shared/data; a fresh clone uses the 200 kB slice here.
 SMOKE_DATA = SHARED_TEXT if SHARED_TEXT.exists() else ROOT / "tests" / "data" / "tiny.txt"
+SMOKE_EMA_DECAY = 0.9  # the smoke run keeps an average of its weights: about its last 10 steps
 
 
 def pytest_collection_modifyitems(config, items):
@@ -43,9 +44,17 @@ def run_notebook(notebook: str, out_dir: Path, **parameters) -> Path:
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory) -> Path:
-    """The OUT_DIR of one smoke training run (ckpt.pt and metrics.json inside)."""
+    """The OUT_DIR of one smoke training run (ckpt.pt and metrics.json inside), with an average
+    of the weights (off by default), so that it is trained, saved and resumed too."""
     out_dir = tmp_path_factory.mktemp("smoke_run")
-    run_notebook("train_model.ipynb", out_dir, RUN_MODE="smoke", DATA=SMOKE_DATA, OUT_DIR=out_dir)
+    run_notebook(
+        "train_model.ipynb",
+        out_dir,
+        RUN_MODE="smoke",
+        DATA=SMOKE_DATA,
+        OUT_DIR=out_dir,
+        EMA_DECAY=SMOKE_EMA_DECAY,
+    )
     return out_dir
 
 

@@ -462,6 +462,12 @@ def test_the_conditioning_table_sets_the_variants_side_by_side(project):
         assert row in guide, guide
     assert "| mdlm_const_quick_x | x.txt | MDLM | constant |" in guide
     assert "-p TIME_CONDITIONING False -p CONSTANT_CONDITIONING True" in guide
+    assert "EMA_DECAY" not in guide  # no average of the weights in these runs: the default
+
+
+def test_the_command_of_a_run_with_an_average_of_the_weights_names_its_decay():
+    run = metrics(settings={"vocab_size": 2048, "max_steps": 800, "ema_decay": 0.995})
+    assert "-p TIME_CONDITIONING True -p EMA_DECAY 0.995 -p" in make_results.command(run, None)
 
 
 def test_the_average_of_the_weights_is_shown_with_its_paired_difference(project):

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, SMOKE_DATA, run_notebook
+from conftest import ROOT, SMOKE_DATA, SMOKE_EMA_DECAY, run_notebook
 
 import mdlm_model as M
 
@@ -43,14 +43,17 @@ def test_smoke_run_writes_metrics_and_a_loadable_checkpoint(smoke_run):
     idx = torch.full((1, 8), tokenizer.mask_id)
     assert model(idx, torch.ones(1)).shape == (1, 8, tokenizer.vocab_size)
     ema = checkpoint["ema"]  # the average of the weights, beside the trained ones
-    assert ema["decay"] == 0.9 and ema["shadow"].keys() == dict(model.named_parameters()).keys()
+    assert (
+        ema["decay"] == SMOKE_EMA_DECAY
+        and ema["shadow"].keys() == dict(model.named_parameters()).keys()
+    )
     figure, gain = metrics["final"]["ema"]["nelbo"], metrics["final"]["ema"]["ema - trained"]
     assert gain[0] == pytest.approx(figure[0] - metrics["final"]["nelbo"][0], abs=1e-9)
 
 
 def test_interrupted_and_resumed_run_matches_one_go(smoke_run, tmp_path):
     """N steps in one go == N/2 steps, stop, resume, N/2 steps: identical losses."""
-    common = dict(RUN_MODE="smoke", DATA=SMOKE_DATA, OUT_DIR=tmp_path)
+    common = dict(RUN_MODE="smoke", DATA=SMOKE_DATA, OUT_DIR=tmp_path, EMA_DECAY=SMOKE_EMA_DECAY)
     run_notebook("train_model.ipynb", tmp_path / "first", STOP_AFTER=20, **common)
     halfway = json.loads((tmp_path / "metrics.json").read_text())
     assert halfway["steps"] == 20
