@@ -85,6 +85,9 @@ def plan_steps(tokens_per_s, tokens_per_step, window_s, share, startup_s=STARTUP
     return max(MIN_STEPS, int(loop_s * tokens_per_s * share / tokens_per_step))
 
 
+STAGGER_S = 3  # seconds between the starts of two children
+
+
 class Runs:
     """Child processes with deadlines, each in its own process group (papermill starts a
     kernel), so that one past its deadline is stopped with everything it started."""
@@ -100,6 +103,9 @@ class Runs:
         )  # fmt: skip
         self.children[name] = (child, handle, deadline, time.monotonic())
         log(f"started {name}: {' '.join(map(str, command))}")
+        # papermill's kernels pick free ports before binding them: kernels started in the same
+        # instant can pick the same one, and one dies at startup (seen once in the dry run)
+        time.sleep(STAGGER_S)
 
     def wait(self, name) -> dict:
         """Wait until the child ends or its deadline passes (then stop it); its exit and time."""
