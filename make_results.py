@@ -342,7 +342,7 @@ def twin_table(runs: list) -> list[str]:
 def conditioning_table(runs: list) -> list[str]:
     """The MDLM's three variants side by side where at least two of them ran: what t adds, and
     what the gated adaLN blocks add without t."""
-    groups = [(key, group) for key, group in sorted(grouped(runs).items())]
+    groups = sorted(grouped(runs).items())
     groups = [(key, g) for key, g in groups if sum(k in g for k in VARIANTS) >= 2 and "mdlm" in g]
     if not groups:
         return []
