@@ -21,8 +21,10 @@ them, with the command that made each; files without these markers are left alon
 A run's figure is its final estimate (metrics.json's "final": mean +- standard error over
 held-out windows) where it has one, and otherwise the live estimate of its last evaluation,
 marked "live". Runs that differ only in their seed are averaged in the MDLM-against-twin
-and time-conditioning tables, with their spread. A difference the error bars do not support
-is called a tie.
+and time-conditioning tables, with their spread; runs whose training settings differ from
+their mode's defaults (a learning rate, a batch size) are never averaged with others, and get a
+table of their own beside the defaults' runs. A difference the error bars do not support is
+called a tie.
 
 Left out on purpose: plots (train_model.ipynb and sampling.ipynb draw them from the same
 metrics).
@@ -282,13 +284,37 @@ def gap(mdlm: tuple, reference: tuple) -> str:
     return text + (", a tie" if abs(value - base) < 2 * math.hypot(error, base_error) else "")
 
 
+# the settings that change what a run trains; max_steps is shown as the steps, and the rest of
+# settings (how often and how carefully it is evaluated, the average of the weights) do not
+RECIPE = tuple(key for key in SIZE_PARAMETERS if key not in ("max_steps", "eval_every"))
+
+
+def recipe(run: dict, defaults: dict | None) -> str:
+    """The training settings in which a run differs from its mode's defaults, as they are
+    written ('batch_size 16, learning_rate 0.003'; '' for none). With the defaults unknown,
+    every setting the run recorded."""
+    mode = (defaults or {}).get(run["mode"])
+    settings = run.get("settings", {})
+    return ", ".join(
+        f"{key} {settings[key]}"
+        for key in RECIPE
+        if key in settings and (mode is None or key not in mode or settings[key] != mode[key])
+    )
+
+
+def setting(mode: str, steps: int, changes: str) -> str:
+    """'quick, 1,600' or, with changes from the mode's defaults, 'quick, 3,200; batch_size 16'."""
+    return f"{mode}, {steps:,}" + (f"; {changes}" if changes else "")
+
+
 def grouped(runs: list) -> dict:
-    """(data, mode, max_steps) -> {kind: [runs]}: the runs that compare like with like."""
-    groups = {}
+    """(data, mode, max_steps, recipe) -> {kind: [runs]}: the runs that compare like with like,
+    the same data, mode, steps and training settings, whatever their seed."""
+    groups, defaults = {}, mode_defaults()
     for _, run in runs:
         steps = run.get("settings", {}).get("max_steps", run["steps"])
-        group = groups.setdefault((data_label(run), run["mode"], steps), {})
-        group.setdefault(kind(run), []).append(run)
+        key = (data_label(run), run["mode"], steps, recipe(run, defaults))
+        groups.setdefault(key, {}).setdefault(kind(run), []).append(run)
     return groups
 
 
@@ -315,7 +341,7 @@ def twin_table(runs: list) -> list[str]:
         "| MDLM, left to right | gap | MDLM, no time conditioning | gap | against MDLM |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for (data, mode, steps), group in pairs:
+    for (data, mode, steps, changes), group in pairs:
         ar = average(group["ar"])
         history = group["ar"][0].get("history", {})
         best = min(zip(history["val_bpb"], history["val_step"])) if history.get("val_bpb") else None
@@ -335,7 +361,7 @@ def twin_table(runs: list) -> list[str]:
             cells.append(gap(notc, mdlm) if mdlm else "")
         else:
             cells += [""] * 3
-        lines.append(f"| {data} | {mode}, {steps:,} | " + " | ".join(cells) + " |")
+        lines.append(f"| {data} | {setting(mode, steps, changes)} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -358,7 +384,7 @@ def conditioning_table(runs: list) -> list[str]:
         "at step |",
         "|---|---|---|---:|---:|---|",
     ]
-    for (data, mode, steps), group in groups:
+    for (data, mode, steps, changes), group in groups:
         fed = average(group["mdlm"])
         for variant, description in VARIANTS.items():
             if variant not in group:
@@ -366,10 +392,54 @@ def conditioning_table(runs: list) -> list[str]:
             mean = average(group[variant])
             exits = [plateau_exit(run) for run in group[variant]]
             lines.append(
-                f"| {data} | {mode}, {steps:,} | {description} "
+                f"| {data} | {setting(mode, steps, changes)} | {description} "
                 f"| {shown(mean[0], mean[1], bound=True) + mean[2]} "
                 f"| {gap(mean, fed) if variant != 'mdlm' else ''} "
                 f"| {', '.join(f'{e:,}' if e else 'never' for e in exits)} |"
+            )
+    return lines
+
+
+def settings_table(runs: list) -> list[str]:
+    """Each model's runs with training settings other than its mode's defaults, beside the runs
+    with the defaults (the same data, mode and kind of model): the settings tried for a mode.
+    Runs that differ from the defaults only in their steps (longer runs) are left out."""
+    defaults = mode_defaults()
+    default_steps = {name: mode.get("max_steps") for name, mode in (defaults or {}).items()}
+    families = {}  # (data, mode, kind) -> {(steps, changes): [runs]}
+    for (data, mode, steps, changes), group in grouped(runs).items():
+        for variant, members in group.items():
+            if changes or steps == default_steps.get(mode):
+                families.setdefault((data, mode, variant), {})[steps, changes] = members
+    families = {key: tried for key, tried in families.items() if any(c for _, c in tried)}
+    if not families:
+        return []
+    lines = [
+        "",
+        "Settings tried: runs whose training settings differ from their mode's defaults (named "
+        "in the settings column), beside the runs with the defaults, on the same data; held-out "
+        "bits per byte, mean ± its error over seeds and windows, against the defaults' (a tie "
+        "when within two combined errors), and over the unigram baseline of the run's own "
+        "tokenizer (lower is better). Wall time per seed, on the machine of the training table:",
+        "",
+        "| data | mode | model | settings | steps | held-out bits/byte | against the defaults "
+        "| ratio | wall time |",
+        "|---|---|---|---|---:|---:|---:|---:|---|",
+    ]
+    names = {**CONDITIONING, "mdlm": "MDLM", "ar": "AR twin"}
+    for (data, mode, variant), tried in sorted(families.items()):
+        base = tried.get((default_steps.get(mode), ""))
+        reference = average(base) if base else None
+        for (steps, changes), members in sorted(tried.items(), key=lambda item: bool(item[0][1])):
+            mean = average(members)
+            ratio = statistics.fmean(held_out(run)[0] / run["unigram_bpb"] for run in members)
+            against = gap(mean, reference) if reference and changes else ""
+            times = ", ".join(duration(run["wall_s"]) for run in members)
+            model = names[variant] if variant in ("mdlm", "ar") else f"MDLM, {names[variant]}"
+            lines.append(
+                f"| {data} | {mode} | {model} | {changes or 'the defaults'} | {steps:,} "
+                f"| {shown(mean[0], mean[1], bound=variant != 'ar') + mean[2]} | {against} "
+                f"| {ratio:.3f} | {times} |"
             )
     return lines
 
@@ -479,6 +549,7 @@ def render(results_dir: Path) -> str:
         lines += training_table(training)
         lines += twin_table(training)
         lines += conditioning_table(training)
+        lines += settings_table(training)
         lines += average_table(training)
     for name, figures in sampling:
         lines += [""] + sampling_table(name, figures)

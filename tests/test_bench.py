@@ -107,3 +107,39 @@ def test_a_missing_checkpoint_says_how_to_make_one(tmp_path, monkeypatch, named)
 def test_an_unknown_section_is_refused():
     with pytest.raises(SystemExit):
         run_all.main(["--only", "tokenizer,speed"])
+
+
+def test_settings_are_parsed_and_refused_with_the_keys_to_use():
+    from bench import bench_settings
+
+    assert bench_settings.parse_setting("batch_size=16,vocab_size=1024") == {
+        "batch_size": 16,
+        "vocab_size": 1024,
+    }
+    for bad in ("learning_rate=3e-3", "batch_size=", "batch=16"):
+        with pytest.raises(SystemExit, match="keys among"):
+            bench_settings.parse_setting(bad)
+
+
+def test_settings_bench_times_every_setting_and_scales_the_steps(tmp_path, capsys):
+    """The smoke mode (max_steps 40) against a batch twice as large: every setting gets
+    rounds x steps timings, and its equal-time steps are 40 x (the defaults' median / its
+    own), worked out here from the figures it wrote."""
+    from bench import bench_settings
+
+    out = tmp_path / "settings.json"
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        bench_settings.main(["--mode", "smoke", "--try", "batch_size=16", "--rounds", "2",
+                             "--steps", "1", "--json", str(out)])  # fmt: skip
+    finally:
+        torch.set_num_threads(before)
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["setting"] for row in rows] == ["the defaults", "batch_size 16"]
+    assert [row["tokens_per_step"] for row in rows] == [8 * 64, 16 * 64]
+    base = rows[0]["median_step_ms"]
+    for row in rows:
+        assert row["ratio"] == pytest.approx(row["median_step_ms"] / base)
+        assert row["equal_time_steps"] == round(40 * base / row["median_step_ms"])
+    assert "equal-time steps" in capsys.readouterr().out

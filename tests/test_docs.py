@@ -620,3 +620,38 @@ def test_the_command_behind_a_run(changes, words):
         metrics(settings={"vocab_size": 2048, "max_steps": 99}), defaults
     )
     assert overridden.endswith("-p MAX_STEPS 99") and "VOCAB_SIZE" not in overridden
+
+
+def test_runs_with_other_settings_are_kept_apart_and_tabled_against_the_defaults(project):
+    """Quick defaults: 2.2 +- 0.01. Twice the learning rate: 2.0 +- 0.01, 2.0 / 2.2 - 1 = -9.1%,
+    far outside 2 hypot(0.01, 0.01); ratios 2.2 / 5 = 0.440 and 2.0 / 5 = 0.400. A longer run
+    with the defaults is not a setting tried, and no run is averaged with another's settings."""
+    quick = make_results.mode_defaults()["quick"]
+    settings = {key: quick[key] for key in make_results.SIZE_PARAMETERS}
+    faster = quick["learning_rate"] * 2
+    write_results(
+        project,
+        mdlm_quick_x=metrics(settings=settings, final=final(nelbo=[2.2, 0.01])),
+        mdlm_quick_x_lr=metrics(
+            settings={**settings, "learning_rate": faster}, final=final(nelbo=[2.0, 0.01])
+        ),
+        mdlm_quick_x_long=metrics(
+            settings={**settings, "max_steps": 4 * quick["max_steps"]},
+            final=final(nelbo=[1.8, 0.01]),
+        ),
+        ar_quick_x=metrics(objective="ar", settings=settings, final=final(nll=[1.0, 0.01])),
+    )
+    make_results.update(project)
+    guide = (project / "learning_guide.md").read_text()
+    steps = f"{quick['max_steps']:,}"
+    rows = [
+        f"| x.txt | quick | MDLM | the defaults | {steps} | ≤ 2.200 ± 0.010 |  | 0.440 "
+        "| 15.5 min |",
+        f"| x.txt | quick | MDLM | learning_rate {faster} | {steps} | ≤ 2.000 ± 0.010 | -9.1% "
+        "| 0.400 | 15.5 min |",
+        f"| x.txt | quick, {steps} | 1.000 ± 0.010 |  | ≤ 2.200 ± 0.010 | +120.0% |",  # twins
+    ]
+    for row in rows:
+        assert row in guide, guide
+    assert f"| x.txt | quick | MDLM | the defaults | {4 * quick['max_steps']:,} |" not in guide
+    assert f"-p LEARNING_RATE {faster}" in guide  # the command of the run with its change
