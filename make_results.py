@@ -436,8 +436,12 @@ def settings_table(runs: list) -> list[str]:
             against = gap(mean, reference) if reference and changes else ""
             times = ", ".join(duration(run["wall_s"]) for run in members)
             model = names[variant] if variant in ("mdlm", "ar") else f"MDLM, {names[variant]}"
+            seeds = sorted({run.get("seed", 1337) for run in members})
+            named = (changes or "the defaults") + (
+                f"; seed {seeds[0]}" if seeds != [1337] and len(seeds) == 1 else ""
+            )  # one run of another seed: say which
             lines.append(
-                f"| {data} | {mode} | {model} | {changes or 'the defaults'} | {steps:,} "
+                f"| {data} | {mode} | {model} | {named} | {steps:,} "
                 f"| {shown(mean[0], mean[1], bound=variant != 'ar') + mean[2]} | {against} "
                 f"| {ratio:.3f} | {times} |"
             )

@@ -15,7 +15,9 @@ to the windows scored, the same for every setting with the same seq_len.
 """
 
 import argparse
+import datetime
 import json
+import shlex
 import statistics
 import sys
 from pathlib import Path
@@ -26,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 import make_results  # noqa: E402
 import mdlm_model as M  # noqa: E402
 from bench import bench_train  # noqa: E402
+from bench.run_all import describe_machine  # noqa: E402
 
 SHAPE = ("vocab_size", "seq_len", "n_layer", "n_head", "d_model", "batch_size")
 
@@ -69,7 +72,8 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=4, help="timed steps per setting per round")
     parser.add_argument("--json", default="", help="also write the figures to this file")
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(words)
 
     defaults = (make_results.mode_defaults() or {}).get(args.mode)
     if defaults is None:
@@ -99,7 +103,15 @@ def main(argv=None) -> None:
             f"{row['tokens_per_step']:12,} {row['equal_time_steps']:17,}"
         )
     if args.json:
-        Path(args.json).write_text(json.dumps({"mode": args.mode, "rows": rows}, indent=1))
+        report = {
+            "command": shlex.join(["python", "bench/bench_settings.py", *words]),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": describe_machine(M.pick_device("cpu")),
+            "mode": args.mode,
+            "objective": args.objective,
+            "rows": rows,
+        }
+        Path(args.json).write_text(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

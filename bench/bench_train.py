@@ -3,8 +3,9 @@
     python bench/bench_train.py                        # nanoGPT's Tiny Shakespeare size, on CPU
     python bench/bench_train.py --vocab 8192 --n-layer 8 --d-model 512 --batch 128 --compile
 
-It times full optimizer steps (forward, backward, AdamW) on random tokens with the model and
-loss of mdlm_model.py, after warm-up steps that are not counted, and prints the median.
+It times full optimizer steps (forward, backward, gradient clipping, AdamW) on random tokens
+with the model and loss of mdlm_model.py, after warm-up steps that are not counted, and prints
+the median.
 Model FLOPs per token follow the PaLM appendix: 6 x (parameters in matrix multiplies) for the
 weights plus 12 x n_layer x L x D for attention scores, forward and backward together.
 MFU is printed only where the peak is known (the dense bf16 peak of the datasheet: H100/H200
@@ -93,6 +94,8 @@ def measure(
         with M.autocast(device, dtype):
             loss = M.loss_on_batch(step_model, x0, generator)
         scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)  # as train_model.ipynb's loop
         scaler.step(optimizer)
         scaler.update()
         optimizer.zero_grad(set_to_none=True)

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))  # so it runs from any folder
 
 from bpe_tokenizer import BPETokenizer  # noqa: E402
 from make_results import kind as run_kind  # noqa: E402
+from make_results import mode_defaults, recipe  # noqa: E402
 from mdlm_model import ModelConfig, Transformer, alpha, alpha_prime, mask_tokens  # noqa: E402
 from mdlm_sampling import sample  # noqa: E402
 
@@ -180,10 +181,13 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
     MDLM's figure is an upper bound (the NELBO), the AR twin's an exact NLL: the true gap
     between the models is at most the gap between the curves. The grey line is the unigram
     baseline. Runs scored on the old split (no "held_out" in their metrics) get panels of their
-    own.
+    own. Runs with other training settings than their mode's defaults are left to
+    settings_tried.png.
     """
     runs = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(results.glob("*.json"))]
+    defaults = mode_defaults()
     runs = [r for r in runs if "history" in r and r["history"].get("val_bpb")]
+    runs = [r for r in runs if "settings" not in r or not recipe(r, defaults)]
 
     def panel(run):  # a run from before the last tenth of every file was held out gets its own
         return Path(run["data"]).stem + ("" if "held_out" in run else ", old split")
@@ -231,6 +235,53 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
     save(fig, path)
 
 
+def settings_tried(path: Path, results: Path = ROOT / "results", corpus: str = "gutenberg"):
+    """The MDLM's held-out curve with each quick-mode setting tried on the default corpus,
+    against the share of the run done: every setting was given the steps that take the wall
+    time of the defaults' steps (bench/bench_settings.py), so the x axis is also the share of
+    the same minutes. Runs stopped by hand (results/stopped/) end where they stopped."""
+    defaults = mode_defaults()
+    files = sorted(results.glob("*.json")) + sorted((results / "stopped").glob("*.json"))
+    runs = [(p.parent.name == "stopped", json.loads(p.read_text(encoding="utf-8"))) for p in files]
+    runs = [
+        (stopped, r)
+        for stopped, r in runs
+        if r.get("objective") == "mdlm" and r.get("time_conditioning") and "held_out" in r
+        and Path(r["data"]).name == corpus and r["mode"] == "quick"
+        and (recipe(r, defaults) or r["settings"]["max_steps"] == defaults["quick"]["max_steps"])
+    ]  # fmt: skip
+    if not any(recipe(r, defaults) for _, r in runs):
+        print(f"skipped {path.name}: no quick run with other settings in {results}")
+        return
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    colours = iter(f"C{i}" for i in range(1, 10))
+    for stopped, run in runs:
+        changes = recipe(run, defaults)
+        history, steps = run["history"], run["settings"]["max_steps"]
+        share = [step / steps for step in history["val_step"]]
+        label = changes or "the defaults"
+        label += f", seed {run['seed']}" if run.get("seed", 1337) != 1337 else ""
+        label += ": stopped" if stopped else f": {run['val_bpb']:.3f}"
+        style = dict(color="C0", lw=1) if not changes else dict(color=next(colours), lw=1.5)
+        ax.plot(
+            share, history["val_bpb"], "--" if stopped else "-", marker=".", label=label, **style
+        )
+    for vocab, unigram in sorted(
+        {(r["settings"]["vocab_size"], r["unigram_bpb"]) for _, r in runs}
+    ):
+        line = "-" if vocab == defaults["quick"]["vocab_size"] else ":"
+        label = f"unigram baseline, {vocab:,} tokens: {unigram:.3f}"
+        ax.axhline(unigram, color="grey", ls=line, lw=1, label=label)
+    ax.set(
+        title=f"quick mode on {corpus}: settings tried (MDLM, live estimate)",
+        xlabel="share of the run (every setting: the same wall time, bench_settings.py)",
+        ylabel="val bits per byte (bound)",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    save(fig, path)
+
+
 def cost_of_a_blank(path: Path, run: Path = ROOT / "results" / "mdlm_quick_gutenberg.json"):
     """c(t), the average cost of a masked token against the masking rate, as the run measured
     it at 32 times on held-out windows (train_model.ipynb §6), and its mean: the bound."""
@@ -265,6 +316,7 @@ FIGURES = {  # file name -> the function that draws it
     "reveal_probability.png": reveal_probability,
     "cache_calls.png": cache_calls,
     "loss_curves.png": loss_curves,
+    "settings_tried.png": settings_tried,
     "cost_of_a_blank.png": cost_of_a_blank,
 }
 
