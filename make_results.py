@@ -426,7 +426,6 @@ def settings_table(runs: list) -> list[str]:
         "| ratio | wall time |",
         "|---|---|---|---|---:|---:|---:|---:|---|",
     ]
-    names = {**CONDITIONING, "mdlm": "MDLM", "ar": "AR twin"}
     for (data, mode, variant), tried in sorted(families.items()):
         base = tried.get((default_steps.get(mode), ""))
         reference = average(base) if base else None
@@ -435,7 +434,7 @@ def settings_table(runs: list) -> list[str]:
             ratio = statistics.fmean(held_out(run)[0] / run["unigram_bpb"] for run in members)
             against = gap(mean, reference) if reference and changes else ""
             times = ", ".join(duration(run["wall_s"]) for run in members)
-            model = names[variant] if variant in ("mdlm", "ar") else f"MDLM, {names[variant]}"
+            model = {"mdlm": "MDLM", "ar": "AR twin"}.get(variant, f"MDLM, {CONDITIONING[variant]}")
             seeds = sorted({run.get("seed", 1337) for run in members})
             named = (changes or "the defaults") + (
                 f"; seed {seeds[0]}" if seeds != [1337] and len(seeds) == 1 else ""

@@ -11,7 +11,9 @@ It prints each setting's median step time, its ratio to the defaults', and how m
 it take the wall time of the defaults' max_steps: the MAX_STEPS to train the variant with.
 
 Only the step is timed: a run also evaluates every eval_every steps, which costs in proportion
-to the windows scored, the same for every setting with the same seq_len.
+to the windows scored, the same for every setting with the same seq_len, and spends a little on
+every step outside it (the learning rate, the progress bar), which weighs more in a short step:
+on this project's 2-core machine a batch-8 step took 0.17 s in a real run against 0.14 s here.
 """
 
 import argparse
