@@ -403,7 +403,8 @@ def conditioning_table(runs: list) -> list[str]:
 def settings_table(runs: list) -> list[str]:
     """Each model's runs with training settings other than its mode's defaults, beside the runs
     with the defaults (the same data, mode and kind of model): the settings tried for a mode.
-    Runs that differ from the defaults only in their steps (longer runs) are left out."""
+    Runs that differ from the defaults only in their steps (longer runs) are left out, and so
+    are models with no run of the defaults on that data (runs of earlier defaults, say)."""
     defaults = mode_defaults()
     default_steps = {name: mode.get("max_steps") for name, mode in (defaults or {}).items()}
     families = {}  # (data, mode, kind) -> {(steps, changes): [runs]}
@@ -411,7 +412,11 @@ def settings_table(runs: list) -> list[str]:
         for variant, members in group.items():
             if changes or steps == default_steps.get(mode):
                 families.setdefault((data, mode, variant), {})[steps, changes] = members
-    families = {key: tried for key, tried in families.items() if any(c for _, c in tried)}
+    families = {  # a model with the defaults and with something else on the same data
+        (data, mode, variant): tried
+        for (data, mode, variant), tried in families.items()
+        if any(changes for _, changes in tried) and (default_steps.get(mode), "") in tried
+    }
     if not families:
         return []
     lines = [

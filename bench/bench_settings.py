@@ -110,6 +110,7 @@ def main(argv=None) -> None:
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": describe_machine(M.pick_device("cpu")),
             "mode": args.mode,
+            "defaults": defaults,  # the mode's settings when it ran: defaults change over time
             "objective": args.objective,
             "rows": rows,
         }

@@ -213,6 +213,15 @@ def exercise_4() -> Outcome:
     )
 
 
+# the settings that decide what a run learns (how it is evaluated aside)
+TRAINED_BY = ("vocab_size", "seq_len", "n_layer", "n_head", "d_model", "batch_size",
+              "grad_accum", "max_steps", "learning_rate")  # fmt: skip
+
+
+def trained_alike(a: dict, b: dict) -> bool:
+    return all(a["settings"].get(key) == b["settings"].get(key) for key in TRAINED_BY)
+
+
 def exercise_5() -> Outcome:
     mine = ROOT / "checkpoints" / "mdlm_quick_tinyshakespeare" / "metrics.json"
     committed = ROOT / "results" / "mdlm_quick_tinyshakespeare.json"
@@ -221,10 +230,20 @@ def exercise_5() -> Outcome:
     mine, committed = (json.loads(p.read_text()) for p in (mine, committed))
     if "final" not in mine or "final" not in committed:
         return Outcome(LATER, "a finished run has final figures; this one has none")
+    if not trained_alike(mine, committed):
+        differ = [
+            key for key in TRAINED_BY if mine["settings"].get(key) != committed["settings"].get(key)
+        ]
+        return Outcome(FAIL, f"your run's {', '.join(differ)} differ from the committed run's: "
+                       "train with quick mode's defaults")  # fmt: skip
     (a, error_a), (b, error_b) = mine["final"]["nelbo"], committed["final"]["nelbo"]
-    seeds = [
-        json.loads(p.read_text())["final"]["nelbo"][0]
-        for p in (ROOT / "results").glob("mdlm_quick_tinyshakespeare*.json")
+    seeds = [  # committed runs of the same settings (other seeds), not of earlier defaults
+        run["final"]["nelbo"][0]
+        for run in (
+            json.loads(p.read_text())
+            for p in (ROOT / "results").glob("mdlm_quick_tinyshakespeare*.json")
+        )
+        if "final" in run and trained_alike(run, committed)
     ]
     tolerance = max(3 * math.hypot(error_a, error_b), max(seeds) - min(seeds))
     return judged(

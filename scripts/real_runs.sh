@@ -2,7 +2,9 @@
 # The project's real runs, with the parameters that made the committed results.
 # Usage: bash scripts/real_runs.sh [QUEUE]
 #   QUEUE = gutenberg, gutenberg_seeds, conditioning, shakespeare, longer (Tiny Shakespeare),
-#   longer_gutenberg or all
+#   longer_gutenberg, all, or former: the runs named *_b32 in results/, made with quick mode's
+#   former defaults (32 windows a step, 1,600 steps, peak learning rate 1.5e-3), and an MDLM
+#   without time conditioning on Tiny Shakespeare at those settings, which no committed run has
 # Runs one after another, each with all CPU threads (two runs side by side on a 2-core machine
 # slow each other down about six-fold). The corpora are read from local copies in $SHARED
 # (default ../shared/data; this machine is offline): SHARED=/path/to/texts bash ... elsewhere.
@@ -12,14 +14,17 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 SHARED=${SHARED:-../shared/data}
 mkdir -p runs results
-train() {  # train NAME [papermill parameters...]: the run must write checkpoints/NAME
+FORMER=""  # _b32 for the runs with quick mode's former defaults, which EXTRA sets
+EXTRA=()
+train() {  # train NAME [papermill parameters...]: writes checkpoints/NAME
     local name=$1; shift
-    python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick "$@"
+    python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick "$@" \
+        "${EXTRA[@]}" -p OUT_DIR "checkpoints/$name"
     python scripts/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json" \
         --notebook "runs/$name.ipynb"
 }
 corpus() {  # corpus DATA NAME [SEED]: MDLM, its AR twin, MDLM without time conditioning
-    local data=$1 name=$2 seed=${3:-1337} suffix=""
+    local data=$1 name=$2$FORMER seed=${3:-1337} suffix=""
     [ "$seed" != 1337 ] && suffix=_seed$seed
     train "mdlm_quick_$name$suffix" -p DATA "$data" -p SEED "$seed"
     train "ar_quick_$name$suffix" -p DATA "$data" -p OBJECTIVE ar -p SEED "$seed"
@@ -30,7 +35,7 @@ constant() {  # constant DATA NAME: the control of time conditioning (the guide'
     for seed in 1337 1338; do
         suffix=""
         [ "$seed" != 1337 ] && suffix=_seed$seed
-        train "mdlm_const_quick_$2$suffix" -p DATA "$1" -p TIME_CONDITIONING False \
+        train "mdlm_const_quick_$2$FORMER$suffix" -p DATA "$1" -p TIME_CONDITIONING False \
             -p CONSTANT_CONDITIONING True -p SEED "$seed"
     done
 }
@@ -49,12 +54,17 @@ case "${1:-all}" in
     shakespeare) corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare ;;
     longer) longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 ;;
     longer_gutenberg) longer "$SHARED/gutenberg" gutenberg 6400 ;;
+    former) FORMER=_b32
+        EXTRA=(-p BATCH_SIZE 32 -p MAX_STEPS 1600 -p LEARNING_RATE 0.0015 -p EVAL_EVERY 100)
+        corpus "$SHARED/gutenberg" gutenberg && corpus "$SHARED/gutenberg" gutenberg 1338 &&
+        constant "$SHARED/gutenberg" gutenberg &&
+        corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare ;;
     all) corpus "$SHARED/gutenberg" gutenberg && corpus "$SHARED/gutenberg" gutenberg 1338 &&
         constant "$SHARED/gutenberg" gutenberg &&
         corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare &&
         longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 &&
         longer "$SHARED/gutenberg" gutenberg 6400 ;;
     *) echo "usage: bash scripts/real_runs.sh" \
-        "[gutenberg|gutenberg_seeds|conditioning|shakespeare|longer|longer_gutenberg|all]" >&2
+        "[gutenberg|gutenberg_seeds|conditioning|shakespeare|longer|longer_gutenberg|all|former]" >&2
         exit 2 ;;
 esac

@@ -135,7 +135,9 @@ def test_settings_bench_times_every_setting_and_scales_the_steps(tmp_path, capsy
                              "--steps", "1", "--json", str(out)])  # fmt: skip
     finally:
         torch.set_num_threads(before)
-    rows = json.loads(out.read_text())["rows"]
+    report = json.loads(out.read_text())
+    assert (report["defaults"]["batch_size"], report["defaults"]["max_steps"]) == (8, 40)
+    rows = report["rows"]
     assert [row["setting"] for row in rows] == ["the defaults", "batch_size 16"]
     assert [row["tokens_per_step"] for row in rows] == [8 * 64, 16 * 64]
     base = rows[0]["median_step_ms"]

@@ -640,10 +640,16 @@ def test_runs_with_other_settings_are_kept_apart_and_tabled_against_the_defaults
             final=final(nelbo=[1.8, 0.01]),
         ),
         ar_quick_x=metrics(objective="ar", settings=settings, final=final(nll=[1.0, 0.01])),
+        mdlm_quick_y_lr=metrics(  # no run of the defaults on y: nothing to set it beside
+            data="../shared/data/y.txt",
+            settings={**settings, "learning_rate": faster},
+            final=final(nelbo=[2.1, 0.01]),
+        ),
     )
     make_results.update(project)
     guide = (project / "learning_guide.md").read_text()
     steps = f"{quick['max_steps']:,}"
+    assert "| y.txt | quick | MDLM |" not in guide
     rows = [
         f"| x.txt | quick | MDLM | the defaults | {steps} | ≤ 2.200 ± 0.010 |  | 0.440 "
         "| 15.5 min |",

@@ -1,6 +1,7 @@
 """exercises/check.py: every check passes or waits on the unmodified project, and each one
 passes for a right answer and fails for a wrong one (the answers here are the tests' own)."""
 
+import json
 import math
 import subprocess
 import sys
@@ -82,3 +83,33 @@ def test_combining_outcomes():
     assert check.combine([done, later]).status == check.LATER
     assert check.combine([done, later, fail]).status == check.FAIL
     assert check.combine([done, done]).status == check.PASS
+
+
+def test_quick_mode_on_target_compares_with_runs_of_the_same_settings_only(tmp_path, monkeypatch):
+    """Committed 2.40 +- 0.01; a run of earlier defaults at 2.60 must not widen the tolerance,
+    which stays 3 * hypot(0.01, 0.01) = 0.042: 2.43 passes, 2.45 fails, and a run with
+    another batch size is refused whatever its figure."""
+    quick = {"batch_size": 16, "max_steps": 3650, "learning_rate": 1e-3}
+
+    def run(nelbo, **changes):
+        return {"settings": {**quick, **changes}, "final": {"nelbo": [nelbo, 0.01]}}
+
+    def write(path, figures):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures))
+
+    write(tmp_path / "results" / "mdlm_quick_tinyshakespeare.json", run(2.40))
+    write(
+        tmp_path / "results" / "mdlm_quick_tinyshakespeare_b32.json",
+        run(2.60, batch_size=32, max_steps=1600),
+    )
+    mine = tmp_path / "checkpoints" / "mdlm_quick_tinyshakespeare" / "metrics.json"
+    monkeypatch.setattr(check, "ROOT", tmp_path)
+    assert check.exercise_5().status == check.LATER
+    write(mine, run(2.43))
+    assert check.exercise_5().status == check.PASS
+    write(mine, run(2.45))
+    assert check.exercise_5().status == check.FAIL
+    write(mine, run(2.40, batch_size=32))
+    outcome = check.exercise_5()
+    assert outcome.status == check.FAIL and "batch_size" in outcome.what
