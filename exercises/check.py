@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 import mdlm_model as M  # noqa: E402
 import mdlm_sampling as S  # noqa: E402
 from exercises import solutions  # noqa: E402
+from make_results import RECIPE  # noqa: E402
 
 PASS, FAIL, LATER = "PASS", "FAIL", "not attempted yet"
 F32, F64 = torch.float32, torch.float64  # on the CPU: every check here runs there
@@ -213,9 +214,7 @@ def exercise_4() -> Outcome:
     )
 
 
-# the settings that decide what a run learns (how it is evaluated aside)
-TRAINED_BY = ("vocab_size", "seq_len", "n_layer", "n_head", "d_model", "batch_size",
-              "grad_accum", "max_steps", "learning_rate")  # fmt: skip
+TRAINED_BY = (*RECIPE, "max_steps")  # the settings that decide what a run learns
 
 
 def trained_alike(a: dict, b: dict) -> bool:
