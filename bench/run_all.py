@@ -42,6 +42,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so that `python bench/run_all.py` runs from any folder
 
+import make_results  # noqa: E402
 import mdlm_sampling  # noqa: E402
 from bench import bench_sampling, bench_tokenizer, bench_train  # noqa: E402
 from mdlm_model import CheckpointError, load_model, pick_device  # noqa: E402
@@ -53,13 +54,23 @@ WITHIN = 0.10  # "comes within 10% of AR"
 REFERENCE_NOTE = (  # the figure issue 3 asks to match, measured by others on a 2-core CPU
     "a reference MDLM implementation of this size trains at about 1,800 tokens/s on 2 CPU cores"
 )
+
+
+def mode_shape(mode: str) -> dict:
+    """The model's shape and batch of one of train_model.ipynb's RUN_MODES, read from it."""
+    settings = (make_results.mode_defaults() or {}).get(mode)
+    if settings is None:
+        raise SystemExit(f"train_model.ipynb defines no RUN_MODES[{mode!r}]: restore the notebook")
+    shape = ("vocab_size", "seq_len", "n_layer", "n_head", "d_model")
+    return {key: settings[key] for key in shape} | {"batch": settings["batch_size"]}
+
+
 # fmt: off
 SIZES = {  # small: train_model.ipynb's quick mode, a few minutes on a CPU; full: its full mode
     "small": {
         "tokenizer": dict(corpus=str(DATA / "tinyshakespeare.txt"), vocab_sizes=[1024, 2048],
                           repeats=3),
-        "train": dict(vocab_size=2048, seq_len=128, n_layer=4, n_head=4, d_model=128, batch=32,
-                      steps=5, warmup=2, compile_model=False),
+        "train": dict(**mode_shape("quick"), steps=5, warmup=2, compile_model=False),
         # nanoGPT's Tiny Shakespeare size (65 characters + the mask), the size of the reference
         # figure below; on a CPU a step takes seconds, so few are timed
         "train_reference": dict(vocab_size=66, seq_len=256, n_layer=6, n_head=6, d_model=384,
@@ -69,8 +80,8 @@ SIZES = {  # small: train_model.ipynb's quick mode, a few minutes on a CPU; full
     "full": {
         "tokenizer": dict(corpus=str(DATA / "gutenberg_prose.txt"), vocab_sizes=[4096, 8192],
                           repeats=3),
-        "train": dict(vocab_size=8192, seq_len=256, n_layer=8, n_head=8, d_model=512, batch=128,
-                      steps=10, warmup=3, compile_model=True),  # compile only on CUDA, below
+        # compile only on CUDA, below
+        "train": dict(**mode_shape("full"), steps=10, warmup=3, compile_model=True),
         "sampling": dict(steps=[16, 64, 256, 1000], num_samples=32, repeats=3),
     },
 }
