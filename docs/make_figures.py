@@ -253,19 +253,21 @@ def settings_tried(path: Path, results: Path = ROOT / "results", corpus: str = "
     if not any(recipe(r, defaults) for _, r in runs):
         print(f"skipped {path.name}: no quick run with other settings in {results}")
         return
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    colours = iter(f"C{i}" for i in range(1, 10))
+    fig, ax = plt.subplots(figsize=(12, 4.6))
+    colours = {"": "C0"}  # a colour per setting, its seeds told apart by the line
+    for _, run in runs:
+        colours.setdefault(recipe(run, defaults), f"C{len(colours) % 10}")
     for stopped, run in runs:
         changes = recipe(run, defaults)
         history, steps = run["history"], run["settings"]["max_steps"]
         share = [step / steps for step in history["val_step"]]
         label = changes or "the defaults"
-        label += f", seed {run['seed']}" if run.get("seed", 1337) != 1337 else ""
+        other_seed = run.get("seed", 1337) != 1337
+        label += f", seed {run['seed']}" if other_seed else ""
         label += ": stopped" if stopped else f": {run['val_bpb']:.3f}"
-        style = dict(color="C0", lw=1) if not changes else dict(color=next(colours), lw=1.5)
-        ax.plot(
-            share, history["val_bpb"], "--" if stopped else "-", marker=".", label=label, **style
-        )
+        line = "--" if stopped else "-." if other_seed else "-"
+        style = dict(color=colours[changes], lw=1.5 if changes else 1)
+        ax.plot(share, history["val_bpb"], line, marker=".", label=label, **style)
     for vocab, unigram in sorted(
         {(r["settings"]["vocab_size"], r["unigram_bpb"]) for _, r in runs}
     ):
@@ -278,7 +280,7 @@ def settings_tried(path: Path, results: Path = ROOT / "results", corpus: str = "
         ylabel="val bits per byte (bound)",
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside: many runs
     save(fig, path)
 
 

@@ -226,6 +226,8 @@ def exercise_5() -> Outcome:
     committed = ROOT / "results" / "mdlm_quick_tinyshakespeare.json"
     if not mine.exists():
         return Outcome(LATER, f"no run of your own at {mine.relative_to(ROOT)}")
+    if not committed.exists():
+        return Outcome(LATER, f"no committed run at {committed.relative_to(ROOT)} to compare with")
     mine, committed = (json.loads(p.read_text()) for p in (mine, committed))
     if "final" not in mine or "final" not in committed:
         return Outcome(LATER, "a finished run has final figures; this one has none")

@@ -2,9 +2,12 @@
 # The project's real runs, with the parameters that made the committed results.
 # Usage: bash scripts/real_runs.sh [QUEUE]
 #   QUEUE = gutenberg, gutenberg_seeds, conditioning, shakespeare, longer (Tiny Shakespeare),
-#   longer_gutenberg, all, or former: the runs named *_b32 in results/, made with quick mode's
-#   former defaults (32 windows a step, 1,600 steps, peak learning rate 1.5e-3), and an MDLM
-#   without time conditioning on Tiny Shakespeare at those settings, which no committed run has
+#   longer_gutenberg, all; or former: the runs named *_b32 in results/, made with quick mode's
+#   first defaults (32 windows a step, 1,600 steps, peak learning rate 1.5e-3, 2,048 tokens), and
+#   an MDLM without time conditioning on Tiny Shakespeare at those settings, which no committed
+#   run has; or v2048: the runs named *_v2048, made with the defaults before the vocabulary grew
+#   to 3,072 tokens (2,048 tokens, 3,650 steps of 16 windows at a peak learning rate of 1e-3),
+#   and two runs of plain blocks no committed run has (the second seed, Tiny Shakespeare)
 # Runs one after another, each with all CPU threads (two runs side by side on a 2-core machine
 # slow each other down about six-fold). The corpora are read from local copies in $SHARED
 # (default ../shared/data; this machine is offline): SHARED=/path/to/texts bash ... elsewhere.
@@ -14,7 +17,7 @@ cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1
 SHARED=${SHARED:-../shared/data}
 mkdir -p runs results
-FORMER=""  # _b32 for the runs with quick mode's former defaults, which EXTRA sets
+FORMER=""  # _b32 or _v2048 for the runs with quick mode's former defaults, which EXTRA sets
 EXTRA=()
 train() {  # train NAME [papermill parameters...]: writes checkpoints/NAME
     local name=$1; shift
@@ -55,9 +58,14 @@ case "${1:-all}" in
     longer) longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 ;;
     longer_gutenberg) longer "$SHARED/gutenberg" gutenberg 6400 ;;
     former) FORMER=_b32
-        EXTRA=(-p BATCH_SIZE 32 -p MAX_STEPS 1600 -p LEARNING_RATE 0.0015 -p EVAL_EVERY 100)
+        EXTRA=(-p BATCH_SIZE 32 -p MAX_STEPS 1600 -p LEARNING_RATE 0.0015 -p EVAL_EVERY 100
+            -p VOCAB_SIZE 2048)
         corpus "$SHARED/gutenberg" gutenberg && corpus "$SHARED/gutenberg" gutenberg 1338 &&
         constant "$SHARED/gutenberg" gutenberg &&
+        corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare ;;
+    v2048) FORMER=_v2048
+        EXTRA=(-p VOCAB_SIZE 2048 -p MAX_STEPS 3650)
+        corpus "$SHARED/gutenberg" gutenberg && corpus "$SHARED/gutenberg" gutenberg 1338 &&
         corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare ;;
     all) corpus "$SHARED/gutenberg" gutenberg && corpus "$SHARED/gutenberg" gutenberg 1338 &&
         constant "$SHARED/gutenberg" gutenberg &&
@@ -65,6 +73,7 @@ case "${1:-all}" in
         longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 &&
         longer "$SHARED/gutenberg" gutenberg 6400 ;;
     *) echo "usage: bash scripts/real_runs.sh" \
-        "[gutenberg|gutenberg_seeds|conditioning|shakespeare|longer|longer_gutenberg|all|former]" >&2
+        "[gutenberg|gutenberg_seeds|conditioning|shakespeare|longer|longer_gutenberg|all|former|v2048]" \
+        >&2
         exit 2 ;;
 esac

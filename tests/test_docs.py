@@ -293,6 +293,9 @@ def test_results_blocks_agree_with_results_files():
     assert make_results.update(ROOT, check=True) == []
 
 
+QUICK_VOCAB = make_results.mode_defaults()["quick"]["vocab_size"]  # a run of quick's vocabulary
+
+
 def metrics(**changes) -> dict:
     """A metrics.json as train_model.ipynb writes it, with round numbers."""
     run = {
@@ -310,7 +313,7 @@ def metrics(**changes) -> dict:
         "threads": 1,
         "dtype": "float32",
         "wall_s": 930.0,
-        "settings": {"vocab_size": 2048, "max_steps": 800},
+        "settings": {"vocab_size": QUICK_VOCAB, "max_steps": 800},
         "history": {},
         "held_out": {"files": 1, "files_contributing": 1, "characters": 1000, "tokens": 300},
     }

@@ -98,13 +98,16 @@ def test_quick_mode_on_target_compares_with_runs_of_the_same_settings_only(tmp_p
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(figures))
 
+    mine = tmp_path / "checkpoints" / "mdlm_quick_tinyshakespeare" / "metrics.json"
+    monkeypatch.setattr(check, "ROOT", tmp_path)
+    write(mine, run(2.43))
+    assert check.exercise_5().status == check.LATER  # nothing committed to compare with
     write(tmp_path / "results" / "mdlm_quick_tinyshakespeare.json", run(2.40))
     write(
         tmp_path / "results" / "mdlm_quick_tinyshakespeare_b32.json",
         run(2.60, batch_size=32, max_steps=1600),
     )
-    mine = tmp_path / "checkpoints" / "mdlm_quick_tinyshakespeare" / "metrics.json"
-    monkeypatch.setattr(check, "ROOT", tmp_path)
+    mine.unlink()
     assert check.exercise_5().status == check.LATER
     write(mine, run(2.43))
     assert check.exercise_5().status == check.PASS
