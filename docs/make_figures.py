@@ -196,7 +196,7 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
     if not corpora:
         print(f"skipped {path.name}: no run metrics in {results}")
         return
-    fig, axes = plt.subplots(1, len(corpora), figsize=(5.2 * len(corpora), 3.8), squeeze=False)
+    fig, axes = plt.subplots(1, len(corpora), figsize=(5.6 * len(corpora), 5.2), squeeze=False)
     styles = {
         "mdlm": ("C0", "-"),
         "mdlm_notc": ("C0", ":"),
@@ -231,7 +231,8 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
         ax.axhline(unigram, color="grey", lw=1, label=f"unigram baseline: {unigram:.3f}")
         ax.set(title=corpus, xlabel="training tokens seen (millions)", ylabel="val bits per byte")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        # below the panel: inside, the legend of six curves hides some of them
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     save(fig, path)
 
 

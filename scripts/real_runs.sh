@@ -44,7 +44,7 @@ constant() {  # constant DATA NAME: the control of time conditioning (the guide'
 }
 longer() {  # longer DATA NAME STEPS: the quick MDLM and its twin for more steps than quick mode
     local objective run
-    for objective in mdlm ar; do  # about 5 minutes per 1,000 steps each
+    for objective in mdlm ar; do  # about 6 minutes per 1,000 steps each on 2 cores
         run=${objective}_quick$3_$2
         train "$run" -p DATA "$1" -p OBJECTIVE $objective \
             -p MAX_STEPS "$3" -p EVAL_EVERY $(($3 / 16)) -p OUT_DIR "checkpoints/$run"
