@@ -231,7 +231,7 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
         ax.axhline(unigram, color="grey", lw=1, label=f"unigram baseline: {unigram:.3f}")
         ax.set(title=corpus, xlabel="training tokens seen (millions)", ylabel="val bits per byte")
         ax.grid(alpha=0.3)
-        # below the panel: inside, the legend of six curves hides some of them
+        # below the panel: inside, a legend of up to ten curves hides some of them
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     save(fig, path)
 
