@@ -1,6 +1,6 @@
 """Generated from train_model.ipynb: edit the notebook, not this file.
 
-Re-run the notebook, or `python nbexport.py train_model.ipynb`, to regenerate it;
+Re-run the notebook, or `python tools/nbexport.py train_model.ipynb`, to regenerate it;
 tests/test_nbexport.py fails when this file and the notebook disagree.
 """
 
@@ -19,6 +19,26 @@ import torch.nn.functional as F
 from bpe_tokenizer import BPETokenizer
 
 SOURCE_SHA256 = None  # the version of this code: set when mdlm_model.py is written (section 6)
+
+
+# The run modes: smoke (CI, seconds), quick (a CPU, minutes), full (a GPU). Every size a
+# notebook parameter leaves at None comes from here.
+# fmt: off
+RUN_MODES = {
+    "smoke": dict(vocab_size=384, seq_len=64, n_layer=2, n_head=2, d_model=64, batch_size=8,
+                  grad_accum=1, max_steps=40, learning_rate=3e-3, eval_every=20,
+                  max_chars=200_000, eval_windows=16, eval_times=4, final_windows=16,
+                  order_windows=4, final_times=4),
+    "quick": dict(vocab_size=3072, seq_len=128, n_layer=4, n_head=4, d_model=128, batch_size=16,
+                  grad_accum=1, max_steps=3304, learning_rate=1e-3, eval_every=250,
+                  max_chars=None, eval_windows=64, eval_times=8, final_windows=512,
+                  order_windows=64, final_times=32),
+    "full": dict(vocab_size=8192, seq_len=256, n_layer=8, n_head=8, d_model=512, batch_size=128,
+                 grad_accum=1, max_steps=20_000, learning_rate=6e-4, eval_every=1000,
+                 max_chars=None, eval_windows=512, eval_times=8, final_windows=512,
+                 order_windows=64, final_times=32),
+}
+# fmt: on
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -379,17 +399,22 @@ class Transformer(nn.Module):
                 f"sequence of {L} tokens, but this model was built for {self.config.seq_len}"
             )
         x = self.embed(idx)  # (B, L, D)
-        cond = None
-        if self.config.time_conditioning:
-            if t is None:
-                raise ValueError("this model is time-conditioned: pass t, shape (B,)")
-            cond = F.silu(self.time_mlp(timestep_embedding(t, 256)))  # (B, D)
-        elif self.config.constant_conditioning:  # the same MLP, whatever t is
-            cond = F.silu(self.time_mlp(self.constant_features))  # (1, D), broadcast over B
+        cond = self.condition(t)  # (B, D), (1, D) or None
         cos, sin = self.rope_cos[:L], self.rope_sin[:L]  # (L, hd/2)
         for block in self.blocks:
             x = block(x, cond, cos, sin)  # (B, L, D)
         return self.output_layer(x, cond, fp32_logits)
+
+    def condition(self, t=None):
+        """What the adaLN layers are fed: the embedding of t (B,) -> (B, D); for the gated blocks
+        without t, the embedding of the constant (1, D); None for plain blocks."""
+        if self.config.time_conditioning:
+            if t is None:
+                raise ValueError("this model is time-conditioned: pass t, shape (B,)")
+            return F.silu(self.time_mlp(timestep_embedding(t, 256)))  # (B, D)
+        if self.config.constant_conditioning:  # the same MLP, whatever t is
+            return F.silu(self.time_mlp(self.constant_features))  # (1, D), broadcast over B
+        return None
 
     def output_layer(self, x, cond=None, fp32_logits=False):
         """The last norm (modulated by t when conditioned), the tied projection to V logits, and
@@ -834,4 +859,4 @@ def final_figures(
     return figures
 
 
-SOURCE_SHA256 = "6e337bd3d8f9a563d0514497ec33fd6442e28cc21ebbc0e0e7e172466009d3e3"
+SOURCE_SHA256 = "5e60264024378f5f602a0da0dc8279f22236024c9d13500683b72934e501eb60"

@@ -1,6 +1,6 @@
 """Generated from sampling.ipynb: edit the notebook, not this file.
 
-Re-run the notebook, or `python nbexport.py sampling.ipynb`, to regenerate it;
+Re-run the notebook, or `python tools/nbexport.py sampling.ipynb`, to regenerate it;
 tests/test_nbexport.py fails when this file and the notebook disagree.
 """
 
@@ -29,6 +29,7 @@ from mdlm_model import (
     autocast,
     float64_device,
     load_model,
+    modulate,
     pick_precision,
     to_float64,
 )
@@ -482,7 +483,8 @@ def causal_forward(model, idx, cache, start):
     positions before `start`; the new keys and values are appended to it. Pass [] with start 0
     to begin a sequence. The same modules as Transformer.forward, in the same order; only the
     attention differs: n queries, but start + n keys and values. The last layer runs in fp32,
-    as Transformer.forward(..., fp32_logits=True) does for the samplers.
+    as Transformer.forward(..., fp32_logits=True) does for the samplers. A twin with the gated
+    adaLN blocks (CONSTANT_CONDITIONING) is fed its constant, as in Transformer.forward.
     """
     B, n = idx.shape
     D, n_head = model.config.d_model, model.config.n_head
@@ -493,9 +495,15 @@ def causal_forward(model, idx, cache, start):
     query_position = torch.arange(start, start + n, device=idx.device)  # (n,)
     allowed = key_position[None, :] <= query_position[:, None]  # (n, S) bool
     x = model.embed(idx)  # (B, n, D)
+    cond = model.condition()  # (1, D) for the gated blocks, None for plain ones
     for layer, block in enumerate(model.blocks):
-        attn = block.attn
-        q, k, v = attn.qkv(block.norm1(x)).split(D, dim=2)  # 3 x (B, n, D)
+        attn, h1 = block.attn, block.norm1(x)  # h1 (B, n, D)
+        gate1 = gate2 = None
+        if block.modulation is not None:  # the gated blocks: shift, scale and gate, as in Block
+            modulation = block.modulation(cond)[:, None].chunk(6, -1)  # 6 x (1, 1, D)
+            shift1, scale1, gate1, shift2, scale2, gate2 = modulation
+            h1 = modulate(h1, shift1, scale1)
+        q, k, v = attn.qkv(h1).split(D, dim=2)  # 3 x (B, n, D)
         q, k, v = (y.view(B, n, n_head, D // n_head).transpose(1, 2) for y in (q, k, v))
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)  # (B, nh, n, hd)
         if layer < len(cache):  # the keys and values of the earlier positions never change
@@ -505,9 +513,14 @@ def causal_forward(model, idx, cache, start):
         else:
             cache.append((k, v))
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, nh, n, hd)
-        x = x + attn.proj(y.transpose(1, 2).reshape(B, n, D))
-        x = x + block.mlp(block.norm2(x))
-    return model.output_layer(x, fp32_logits=True)  # (B, n, V): the same last layer
+        out = attn.proj(y.transpose(1, 2).reshape(B, n, D))  # (B, n, D)
+        x = x + out if gate1 is None else torch.addcmul(x, gate1, out)
+        h2 = block.norm2(x)
+        if gate2 is None:
+            x = x + block.mlp(h2)
+        else:
+            x = torch.addcmul(x, gate2, block.mlp(modulate(h2, shift2, scale2)))
+    return model.output_layer(x, cond, fp32_logits=True)  # (B, n, V): the same last layer
 
 
 @torch.no_grad()
@@ -716,4 +729,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "4762c02fa09c7c6769df2674576b5140fb34cd8d5704f60beab1b6e21f3fefc4"
+SOURCE_SHA256 = "5ee552733f08b26000de9ff91da1bfb2930a20be6c8e0889bb78aaf58b2a454f"

@@ -27,7 +27,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import make_results  # noqa: E402
 import mdlm_model as M  # noqa: E402
 from bench import bench_train  # noqa: E402
 from bench.run_all import describe_machine  # noqa: E402
@@ -77,7 +76,7 @@ def main(argv=None) -> None:
     words = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(words)
 
-    defaults = (make_results.mode_defaults() or {}).get(args.mode)
+    defaults = M.RUN_MODES.get(args.mode)
     if defaults is None:
         raise SystemExit(f"no run mode {args.mode!r} in train_model.ipynb's RUN_MODES")
     changes = [{}] + [parse_setting(text) for text in args.variants]

@@ -42,10 +42,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so that `python bench/run_all.py` runs from any folder
 
-import make_results  # noqa: E402
 import mdlm_sampling  # noqa: E402
 from bench import bench_sampling, bench_tokenizer, bench_train  # noqa: E402
-from mdlm_model import CheckpointError, load_model, pick_device  # noqa: E402
+from mdlm_model import RUN_MODES, CheckpointError, load_model, pick_device  # noqa: E402
 
 SECTIONS = ("tokenizer", "train", "sampling", "quality")
 DATA = ROOT.parent / "shared" / "data"
@@ -57,8 +56,8 @@ REFERENCE_NOTE = (  # the figure issue 3 asks to match, measured by others on a 
 
 
 def mode_shape(mode: str) -> dict:
-    """The model's shape and batch of one of train_model.ipynb's RUN_MODES, read from it."""
-    settings = (make_results.mode_defaults() or {}).get(mode)
+    """The model's shape and batch of one of train_model.ipynb's RUN_MODES (mdlm_model's)."""
+    settings = RUN_MODES.get(mode)
     if settings is None:
         raise SystemExit(f"train_model.ipynb defines no RUN_MODES[{mode!r}]: restore the notebook")
     shape = ("vocab_size", "seq_len", "n_layer", "n_head", "d_model")

@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so it runs from any folder
 
 from bpe_tokenizer import BPETokenizer  # noqa: E402
-from make_results import kind as run_kind  # noqa: E402
-from make_results import mode_defaults, recipe  # noqa: E402
 from mdlm_model import ModelConfig, Transformer, alpha, alpha_prime, mask_tokens  # noqa: E402
 from mdlm_sampling import sample  # noqa: E402
+from tools.make_results import kind as run_kind  # noqa: E402
+from tools.make_results import mode_defaults, recipe  # noqa: E402
 
 SENTENCE = "Before we proceed any further, hear me speak."  # the first lines of Tiny Shakespeare
 TOKENIZER_TEXT = ROOT / "tests" / "data" / "tiny.txt"  # a 200 kB slice, shipped with the repo

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import mdlm_model as M  # noqa: E402
 import mdlm_sampling as S  # noqa: E402
 from exercises import solutions  # noqa: E402
-from make_results import RECIPE  # noqa: E402
+from tools.make_results import RECIPE  # noqa: E402
 
 PASS, FAIL, LATER = "PASS", "FAIL", "not attempted yet"
 F32, F64 = torch.float32, torch.float64  # on the CPU: every check here runs there

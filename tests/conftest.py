@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from nbexport import MODULE_FOR
+from tools.nbexport import MODULE_FOR
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"
@@ -23,7 +23,7 @@ def pytest_collection_modifyitems(config, items):
     """Tests marked `gpu` run the CUDA paths: where there is no CUDA GPU they are skipped."""
     if torch.cuda.is_available():
         return
-    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (scripts/gpu_run.py runs these on one)")
+    no_gpu = pytest.mark.skip(reason="needs a CUDA GPU (tools/gpu_run.py runs these on one)")
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(no_gpu)

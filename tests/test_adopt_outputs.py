@@ -1,14 +1,10 @@
-"""scripts/adopt_outputs.py: outputs come over, the injected parameters do not, code must match,
+"""tools/adopt_outputs.py: outputs come over, the injected parameters do not, code must match,
 and tqdm's bars show their final state in plain text."""
-
-import sys
-from pathlib import Path
 
 import nbformat
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-from adopt_outputs import WIDGET_STATE, WIDGET_VIEW, adopt, settle_progress_bars  # noqa: E402
+from tools.adopt_outputs import WIDGET_STATE, WIDGET_VIEW, adopt, settle_progress_bars  # noqa: E402
 
 
 def notebook(*cells):

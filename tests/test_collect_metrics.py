@@ -1,13 +1,10 @@
-"""scripts/collect_metrics.py: a run's metrics.json goes to results/ with the machine named."""
+"""tools/collect_metrics.py: a run's metrics.json goes to results/ with the machine named."""
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
-import collect_metrics  # noqa: E402
+from tools import collect_metrics  # noqa: E402
 
 
 @pytest.mark.parametrize(

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-import make_results
 from bpe_tokenizer import BPETokenizer
+from tools import make_results
 
 sys.path.insert(0, str(ROOT / "docs"))
 import make_figures  # noqa: E402
@@ -613,7 +613,7 @@ def test_durations(seconds, shown):
             {"objective": "ar", "time_conditioning": False},
             "-p OBJECTIVE ar -p TIME_CONDITIONING False",
         ),
-        ({"command": "bash scripts/real_runs.sh x"}, "bash scripts/real_runs.sh x"),
+        ({"command": "bash tools/real_runs.sh x"}, "bash tools/real_runs.sh x"),
     ],
 )
 def test_the_command_behind_a_run(changes, words):

@@ -2,11 +2,11 @@
 
 Training through the notebook in bf16 and in fp16 with the gradient scaler, both compiled; a
 compiled run's checkpoint on the CPU; resume on the GPU; every sampler, the twin's KV cache and
-the judge on the GPU. scripts/gpu_run.py runs these on a GPU machine.
+the judge on the GPU. tools/gpu_run.py runs these on a GPU machine.
 
 GPU_TESTS_DEVICE=cpu runs them on the CPU instead (CPU autocast has bf16 and fp16 too), to check
 this file where there is no GPU, and GPU_TESTS_COMPILE=0 without compiling (much quicker on a
-CPU); `scripts/gpu_run.py --dry-run --tests-on-cpu` sets both.
+CPU); `tools/gpu_run.py --dry-run --tests-on-cpu` sets both.
 """
 
 import json

@@ -1,4 +1,4 @@
-"""scripts/gpu_run.py: its plan worked out by hand, its deadlines, and the whole run, dry.
+"""tools/gpu_run.py: its plan worked out by hand, its deadlines, and the whole run, dry.
 
 The dry run does everything the GPU run does (speed, four training runs at once, the gpu tests,
 sampling, the packed outputs) at smoke sizes on this machine, so the script cannot rot before a
@@ -15,9 +15,7 @@ import pytest
 from conftest import ROOT, SMOKE_DATA
 
 import mdlm_model as M
-
-sys.path.insert(0, str(ROOT / "scripts"))
-import gpu_run  # noqa: E402
+from tools import gpu_run  # noqa: E402
 
 
 def test_plan_steps_worked_out_by_hand():
@@ -55,7 +53,7 @@ def test_the_pair_is_shipped_in_parts_that_join(
 @pytest.mark.slow
 def test_the_dry_run_does_every_phase(tmp_path):
     out = tmp_path / "out"
-    command = [sys.executable, "scripts/gpu_run.py", "--dry-run", "--out", str(out)]
+    command = [sys.executable, "tools/gpu_run.py", "--dry-run", "--out", str(out)]
     command += ["--data", str(SMOKE_DATA), "--budget", "600"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-import nbexport
+from tools import nbexport
 
 
 @pytest.mark.parametrize("notebook", sorted(nbexport.MODULE_FOR))
@@ -39,7 +39,7 @@ def test_drift_is_detected_and_explained(tmp_path):
     nbexport.export(notebook)
     assert nbexport.drift(notebook) is None
     write_notebook(notebook, ["#| export\nY = 3\n"])
-    assert "python nbexport.py sampling.ipynb" in nbexport.drift(notebook)
+    assert "python tools/nbexport.py sampling.ipynb" in nbexport.drift(notebook)
 
 
 def test_magics_are_refused(tmp_path):

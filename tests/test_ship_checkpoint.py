@@ -1,15 +1,11 @@
-"""scripts/ship_checkpoint.py: a small fp16 checkpoint that samples like the original."""
-
-import sys
+"""tools/ship_checkpoint.py: a small fp16 checkpoint that samples like the original."""
 
 import pytest
 import torch
 from conftest import ROOT
 
 import mdlm_model as M
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from ship_checkpoint import restamp, ship  # noqa: E402
+from tools.ship_checkpoint import restamp, ship  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Give a notebook the outputs of an executed copy of it, so readers on the web see a real run.
 
-    python scripts/adopt_outputs.py runs/mdlm_quick_gutenberg.ipynb train_model.ipynb
+    python tools/adopt_outputs.py runs/mdlm_quick_gutenberg.ipynb train_model.ipynb
 
 papermill writes the executed copy with one extra cell, "injected-parameters", holding the
 `-p` values of the command line (for the project's runs, paths to local copies of the corpora

@@ -1,7 +1,7 @@
 """Make the small checkpoint that ships with the repository, from a training checkpoint.
 
-    python scripts/ship_checkpoint.py checkpoints/mdlm_quick6400_gutenberg/ckpt.pt
-    python scripts/ship_checkpoint.py checkpoints/ar_quick6400_gutenberg/ckpt.pt \
+    python tools/ship_checkpoint.py checkpoints/mdlm_quick6400_gutenberg/ckpt.pt
+    python tools/ship_checkpoint.py checkpoints/ar_quick6400_gutenberg/ckpt.pt \
         --out checkpoints/shipped/ar_twin/ckpt.pt
 
 Keeps what sampling needs (config, weights, tokenizer, metrics, code version) and drops what
@@ -10,7 +10,7 @@ the file; `load_model` turns them back into fp32. A shipped checkpoint samples e
 original up to fp16 rounding of the weights, but it cannot be resumed.
 
     git show HEAD:mdlm_model.py > /tmp/old_model.py
-    python scripts/ship_checkpoint.py checkpoints/shipped/ckpt.pt --restamp \
+    python tools/ship_checkpoint.py checkpoints/shipped/ckpt.pt --restamp \
         --old-code /tmp/old_model.py
 
 --restamp is for a change to the model's code that does not change what it computes (a comment,

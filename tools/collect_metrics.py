@@ -1,6 +1,6 @@
 """Copy a run's metrics.json into results/, naming the machine it ran on.
 
-    python scripts/collect_metrics.py checkpoints/<run>/metrics.json results/<run>.json \
+    python tools/collect_metrics.py checkpoints/<run>/metrics.json results/<run>.json \
         [--notebook runs/<run>.ipynb]
 
 metrics.json records the device, precision and thread count but not which CPU or GPU it was;

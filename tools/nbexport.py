@@ -9,8 +9,8 @@ cells, in order, into a module that other files import:
 
 Two ways to get the module, and they write the same text:
 
-- From the shell (and in the tests): `python nbexport.py train_model.ipynb` reads the saved
-  notebook; `python nbexport.py --check` exits non-zero when a committed module has drifted.
+- From the shell (and in the tests): `python tools/nbexport.py train_model.ipynb` reads the saved
+  notebook; `python tools/nbexport.py --check` exits non-zero when a committed module has drifted.
 - From inside the notebook: `exporter = KernelExporter("train_model.ipynb")` in the first cell
   records every `#| export` cell as it runs, and `exporter.write()` writes the module. This reads
   what the kernel actually ran, so a learner who edits a model cell and re-runs the notebook gets
@@ -57,7 +57,7 @@ def render_module(cells: list[str], notebook_name: str) -> str:
     """The module text: a header, the cells separated by two blank lines, and the hash."""
     header = (
         f'"""Generated from {notebook_name}: edit the notebook, not this file.\n\n'
-        f"Re-run the notebook, or `python nbexport.py {notebook_name}`, to regenerate it;\n"
+        f"Re-run the notebook, or `python tools/nbexport.py {notebook_name}`, to regenerate it;\n"
         f'tests/test_nbexport.py fails when this file and the notebook disagree.\n"""\n'
     )
     footer = f'SOURCE_SHA256 = "{source_sha256(cells)}"\n'
@@ -106,7 +106,7 @@ def drift(notebook_path: str | Path) -> str | None:
         return None
     return (
         f"{module_path.name} does not match the #| export cells of {notebook_path.name}. "
-        f"Edit the notebook, then run `python nbexport.py {notebook_path.name}`."
+        f"Edit the notebook, then run `python tools/nbexport.py {notebook_path.name}`."
     )
 
 

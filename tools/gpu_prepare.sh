@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Get ready for scripts/gpu_run.py on the device machine (a fresh CUDA machine with PyTorch, no
+# Get ready for tools/gpu_run.py on the device machine (a fresh CUDA machine with PyTorch, no
 # network): fetch as wheels the packages it lacks, copy the corpus into the repository, and
 # print the device call to make. Both folders are git-ignored and travel with `carry`.
-# Usage: bash scripts/gpu_prepare.sh [CORPUS]   (default ../shared/data/gutenberg, 23 books)
+# Usage: bash tools/gpu_prepare.sh [CORPUS]   (default ../shared/data/gutenberg, 23 books)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CORPUS=${1:-../shared/data/gutenberg}
@@ -31,5 +31,5 @@ echo "wheels: $(ls .whl | wc -l) files, $(du -sh .whl | cut -f1); corpus: $DATA,
 echo "working tree that travels: $(git ls-files -z | du -cb --files0-from=- | tail -1 | cut -f1) bytes tracked"
 cat <<CALL
 Device call (run, timeout_s 560, carry [".whl", ".gpu_data"]):
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:\$PYTHONPATH && export PATH=/tmp/site/bin:\$PATH && python3 scripts/gpu_run.py --out \$OUT --data $DATA --budget 480 2>&1 | tee \$OUT/gpu_run.log
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:\$PYTHONPATH && export PATH=/tmp/site/bin:\$PATH && python3 tools/gpu_run.py --out \$OUT --data $DATA --budget 480 2>&1 | tee \$OUT/gpu_run.log
 CALL

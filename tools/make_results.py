@@ -1,7 +1,7 @@
 """Render the results tables of README.md and learning_guide.md from the committed run metrics.
 
-    python make_results.py          # rewrite the block between the markers in both files
-    python make_results.py --check  # exit 1 if a file's block differs from what results/ gives
+    python tools/make_results.py          # rewrite the generated blocks and RESULTS.md
+    python tools/make_results.py --check  # exit 1 if one differs from what results/ gives
 
 The numbers come from files, never from a keyboard. A training run's metrics are the
 metrics.json that train_model.ipynb writes into its OUT_DIR, copied to results/<run_name>.json;
@@ -38,7 +38,8 @@ import statistics
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # so that `python tools/make_results.py` finds bench/
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 PERF_START, PERF_END = "<!-- performance:start -->", "<!-- performance:end -->"
 TARGETS = {"learning_guide.md": True, "README.md": False}  # file -> must it have the markers?
@@ -47,7 +48,7 @@ HOW_TO = (
     "No results are committed yet. To add one, train (for example "
     "`python -m papermill train_model.ipynb out.ipynb -p RUN_MODE quick -p DATA shakespeare`), "
     "copy the run's `metrics.json` (in its `OUT_DIR`, by default `checkpoints/<run name>/`) to "
-    "`results/<run name>.json`, and run `python make_results.py`. `scripts/real_runs.sh` does "
+    "`results/<run name>.json`, and run `python tools/make_results.py`. `tools/real_runs.sh` does "
     "this for the project's own runs."
 )
 # train_model.ipynb's parameters that set a size; the others are named in the command anyway
@@ -575,7 +576,7 @@ def render_performance(reports_dir: Path) -> str:
     if not paths:
         lines.append(
             "No benchmark report is committed yet: run `python bench/run_all.py --json "
-            "bench/reports/<machine>.json` and then `python make_results.py`."
+            "bench/reports/<machine>.json` and then `python tools/make_results.py`."
         )
     for path in paths:
         report = json.loads(path.read_text(encoding="utf-8"))
@@ -630,7 +631,7 @@ def main(argv=None) -> int:
     problems = update(ROOT, check=args.check)
     missing = [problem for problem in problems if f"no {START}" in problem]
     for problem in problems:
-        stale = " (run python make_results.py)" if args.check else " (rewritten)"
+        stale = " (run python tools/make_results.py)" if args.check else " (rewritten)"
         print(problem + ("" if problem in missing else stale))
     if not problems:
         print("results blocks agree with results/")

@@ -1,8 +1,8 @@
 """One short run on a fresh CUDA machine: the GPU tests, training speed, real training, sampling.
 
-    bash scripts/gpu_prepare.sh          # here, first: wheels and the corpus, and the command
-    python scripts/gpu_run.py --out "$OUT" --data .gpu_data/gutenberg      # on the GPU machine
-    python scripts/gpu_run.py --dry-run --out /tmp/dry --data tests/data/tiny.txt      # anywhere
+    bash tools/gpu_prepare.sh          # here, first: wheels and the corpus, and the command
+    python tools/gpu_run.py --out "$OUT" --data .gpu_data/gutenberg      # on the GPU machine
+    python tools/gpu_run.py --dry-run --out /tmp/dry --data tests/data/tiny.txt      # anywhere
 
 Everything ends within --budget seconds (default 480, for a machine lent for 15 minutes):
 
@@ -254,7 +254,7 @@ def write_summary(out: Path, summary: dict) -> None:
 
 def ship_pair(work: Path, out: Path) -> dict:
     """The shippable pair in fp16 as ship.tar, in parts of at most PART_BYTES."""
-    from scripts.ship_checkpoint import ship
+    from tools.ship_checkpoint import ship
 
     folder = work / "ship"
     sizes = {}

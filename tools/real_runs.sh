@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The project's real runs, with the parameters that made the committed results.
-# Usage: bash scripts/real_runs.sh [QUEUE]
+# Usage: bash tools/real_runs.sh [QUEUE]
 #   QUEUE = gutenberg, gutenberg_seeds, conditioning, shakespeare, longer (Tiny Shakespeare),
 #   longer_gutenberg, all; or former: the runs named *_b32 in results/, made with quick mode's
 #   first defaults (32 windows a step, 1,600 steps, peak learning rate 1.5e-3, 2,048 tokens), and
@@ -23,7 +23,7 @@ train() {  # train NAME [papermill parameters...]: writes checkpoints/NAME
     local name=$1; shift
     python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick "$@" \
         "${EXTRA[@]}" -p OUT_DIR "checkpoints/$name"
-    python scripts/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json" \
+    python tools/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json" \
         --notebook "runs/$name.ipynb"
 }
 corpus() {  # corpus DATA NAME [SEED]: MDLM, its AR twin, MDLM without time conditioning
@@ -72,7 +72,7 @@ case "${1:-all}" in
         corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare &&
         longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 &&
         longer "$SHARED/gutenberg" gutenberg 6400 ;;
-    *) echo "usage: bash scripts/real_runs.sh" \
+    *) echo "usage: bash tools/real_runs.sh" \
         "[gutenberg|gutenberg_seeds|conditioning|shakespeare|longer|longer_gutenberg|all|former|v2048]" \
         >&2
         exit 2 ;;

@@ -1,0 +1,1 @@
+"""The project's own tooling: results, exporting notebooks, shipping checkpoints, runs."""
