@@ -104,7 +104,14 @@ def notebook_function(notebook: str, name: str):
     raise AssertionError(f"no cell of {notebook} defines {name}")
 
 
-def tiny_model(vocab_size=24, seq_len=16, time_conditioning=False, causal=False, n_layer=1):
+def tiny_model(
+    vocab_size=24,
+    seq_len=16,
+    time_conditioning=False,
+    causal=False,
+    n_layer=1,
+    constant_conditioning=False,
+):
     """A small randomly initialised network (seed 0) in eval mode; the last id is the mask."""
     from mdlm_model import ModelConfig, Transformer
 
@@ -117,6 +124,7 @@ def tiny_model(vocab_size=24, seq_len=16, time_conditioning=False, causal=False,
         n_head=2,
         d_model=32,
         time_conditioning=time_conditioning,
+        constant_conditioning=constant_conditioning,
         causal=causal,
     )
     return Transformer(config).eval()

@@ -361,18 +361,24 @@ def test_load_judge_wants_a_twin_with_the_same_tokenizer(tmp_path, tokenizer):
 # ---- the autoregressive twin: KV cache, sampler, judge, infilling ----
 
 
-@pytest.fixture(scope="module")
-def twin():
-    """A tiny random twin with two blocks, so that the cache must keep each block's own keys.
+@pytest.fixture(scope="module", params=["plain", "gated"])
+def twin(request):
+    """A tiny random twin with two blocks, so that the cache must keep each block's own keys:
+    with plain blocks, and with the gated adaLN blocks fed a constant (CONSTANT_CONDITIONING).
 
     Its weights are scaled up until its distributions are peaked: at GPT-2's initial scale they
     are nearly uniform, and a sampler that fed it slightly wrong logits would still draw the
-    same tokens.
+    same tokens. The gated twin's modulation starts at zero (every gate shut), so it is drawn
+    at random too: otherwise the cache would never meet a shift, a scale or a gate.
     """
-    model = tiny_model(causal=True, n_layer=2)
+    gated = request.param == "gated"
+    model = tiny_model(causal=True, n_layer=2, constant_conditioning=gated)
     with torch.no_grad():
-        for weight in model.parameters():
-            weight.mul_(20 if weight.dim() == 2 else 1)
+        for name, weight in model.named_parameters():
+            if "modulation" in name:
+                weight.copy_(torch.randn_like(weight) * 0.3)
+            elif weight.dim() == 2 and "time_mlp" not in name:
+                weight.mul_(20)
     return model
 
 

@@ -107,3 +107,23 @@ def test_text_that_is_not_utf8_names_the_knob_that_reads_it(tmp_path):
         OUT_DIR=tmp_path / "replaced",
     )
     assert json.loads((tmp_path / "replaced" / "metrics.json").read_text())["steps"] == 4
+
+
+def test_the_twin_trains_with_the_gated_blocks(tmp_path):
+    """OBJECTIVE ar with CONSTANT_CONDITIONING: the MDLM's gated adaLN blocks, fed a constant,
+    under a causal mask, so the two can be compared on the same backbone."""
+    run_notebook(
+        "train_model.ipynb",
+        tmp_path,
+        RUN_MODE="smoke",
+        DATA=SMOKE_DATA,
+        OBJECTIVE="ar",
+        CONSTANT_CONDITIONING=True,
+        MAX_STEPS=4,
+        EVAL_EVERY=4,
+        OUT_DIR=tmp_path,
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["objective"] == "ar" and metrics["constant_conditioning"] is True
+    model, _, _ = M.load_model(tmp_path / "ckpt.pt")
+    assert model.config.causal and model.config.adaln and not model.config.time_conditioning

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The project's real runs, with the parameters that made the committed results.
 # Usage: bash tools/real_runs.sh [QUEUE]
-#   QUEUE = gutenberg, gutenberg_seeds, conditioning, shakespeare, longer (Tiny Shakespeare),
-#   longer_gutenberg, all; or former: the runs named *_b32 in results/, made with quick mode's
+#   QUEUE = gutenberg, gutenberg_seeds, third_seed, conditioning, gated_twin, shakespeare,
+#   longer (Tiny Shakespeare), longer_gutenberg, all; or former: the runs named *_b32 in results/, made with quick mode's
 #   first defaults (32 windows a step, 1,600 steps, peak learning rate 1.5e-3, 2,048 tokens), and
 #   an MDLM without time conditioning on Tiny Shakespeare at those settings, which no committed
 #   run has; or v2048: the runs named *_v2048, made with the defaults before the vocabulary grew
@@ -42,6 +42,22 @@ constant() {  # constant DATA NAME: the control of time conditioning (the guide'
             -p CONSTANT_CONDITIONING True -p SEED "$seed"
     done
 }
+gated_twin() {  # gated_twin DATA NAME SEEDS...: the twin on the MDLM's gated blocks, fed a constant
+    local data=$1 name=$2 seed suffix
+    shift 2
+    for seed in "$@"; do
+        suffix=""
+        [ "$seed" != 1337 ] && suffix=_seed$seed
+        train "ar_const_quick_$name$suffix" -p DATA "$data" -p OBJECTIVE ar \
+            -p CONSTANT_CONDITIONING True -p SEED "$seed"
+    done
+}
+third_seed() {  # third_seed DATA NAME: the MDLM's three variants and the plain twin, seed 1339
+    local data=$1 name=$2
+    corpus "$data" "$name" 1339
+    train "mdlm_const_quick_${name}_seed1339" -p DATA "$data" -p TIME_CONDITIONING False \
+        -p CONSTANT_CONDITIONING True -p SEED 1339
+}
 longer() {  # longer DATA NAME STEPS: the quick MDLM and its twin for more steps than quick mode
     local objective run
     for objective in mdlm ar; do  # about 6 minutes per 1,000 steps each on 2 cores
@@ -54,6 +70,9 @@ case "${1:-all}" in
     gutenberg) corpus "$SHARED/gutenberg" gutenberg ;;
     gutenberg_seeds) corpus "$SHARED/gutenberg" gutenberg 1338 ;;
     conditioning) constant "$SHARED/gutenberg" gutenberg ;;
+    third_seed) third_seed "$SHARED/gutenberg" gutenberg ;;
+    gated_twin) gated_twin "$SHARED/gutenberg" gutenberg 1337 1338 1339 &&
+        gated_twin "$SHARED/tinyshakespeare.txt" tinyshakespeare 1337 ;;
     shakespeare) corpus "$SHARED/tinyshakespeare.txt" tinyshakespeare ;;
     longer) longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 ;;
     longer_gutenberg) longer "$SHARED/gutenberg" gutenberg 6400 ;;
@@ -73,7 +92,8 @@ case "${1:-all}" in
         longer "$SHARED/tinyshakespeare.txt" tinyshakespeare 4800 &&
         longer "$SHARED/gutenberg" gutenberg 6400 ;;
     *) echo "usage: bash tools/real_runs.sh" \
-        "[gutenberg|gutenberg_seeds|conditioning|shakespeare|longer|longer_gutenberg|all|former|v2048]" \
+        "[gutenberg|gutenberg_seeds|third_seed|conditioning|gated_twin|shakespeare|longer|" \
+        "longer_gutenberg|all|former|v2048]" \
         >&2
         exit 2 ;;
 esac
