@@ -101,6 +101,22 @@ def load_judge(path, tokenizer, device="cpu"):
     return judge
 
 
+def held_out_split(checkpoint):
+    """The training and held-out texts of the checkpoint's run (corpus.Split), or None if its
+    text is not on this machine, differs from the one it was trained on, or was split by the
+    rule of earlier versions (checkpoints without metrics["held_out"])."""
+    source = checkpoint["metrics"].get("data", "")
+    path = Path("data") if source in CORPORA else Path(source).expanduser()
+    if not source or not path.exists() or "held_out" not in checkpoint["metrics"]:
+        return None  # not here, or trained before the last tenth of every file was held out
+    documents = load_documents(source if source in CORPORA else str(path))
+    max_chars = checkpoint["settings"].get("max_chars")
+    documents = truncate_documents(documents, max_chars) if max_chars else documents
+    if text_sha256(join_documents(documents)) != checkpoint.get("corpus_sha256"):
+        return None  # another version of the text: its held-out part may have been trained on
+    return split_documents(documents)
+
+
 def decode_with_masks(tokenizer, tokens, mask="░") -> str:
     """Token ids (L,) -> text with one `mask` character per masked position: "The ░░ sat"."""
     ids = tokens.tolist() if hasattr(tokens, "tolist") else list(tokens)
@@ -112,11 +128,15 @@ def decode_with_masks(tokenizer, tokens, mask="░") -> str:
 
 
 @torch.no_grad()
-def fill_the_blank(model, tokenizer, text, times=(None, 0.5, 0.9), top=5) -> dict:
+def fill_the_blank(model, tokenizer, text, context=None, times=(None, 0.5, 0.9), top=5) -> dict:
     """The model's top candidates for the position of "░" in text: {t: [(token text, p), ...]}.
 
-    t None stands for the fraction of the sentence actually masked, 1 / L, so the default
-    times give {1 / L: [(text, p), ... top of them], 0.5: [...], 0.9: [...]}.
+    The network only ever saw windows of seq_len tokens, so the sentence is asked inside one:
+    context, token ids (N,) of held-out text, gives a window from its middle, and the sentence
+    is written over the centre of it. Without context the sentence is asked alone, a length
+    the network never trained on (its answers are then less telling).
+    t None stands for the fraction actually masked, one position of the window: {1 / L: [(text,
+    p), ... top of them], 0.5: [...], 0.9: [...]} with the default times.
     A trained tokenizer glues a space to the word after it (" door" is one token), so a space
     before the blank belongs to the blank: "the ░ and" asks for " door", not for "door" after a
     lone " " that the model never saw before a word.
@@ -131,6 +151,15 @@ def fill_the_blank(model, tokenizer, text, times=(None, 0.5, 0.9), top=5) -> dic
     before_ids = tokenizer.encode(before)
     ids = before_ids + [tokenizer.mask_id] + tokenizer.encode(after)
     position = len(before_ids)  # the blank's index
+    if context is not None:  # the sentence in the middle of a held-out window of seq_len tokens
+        L = model.config.seq_len
+        if len(context) < L or len(ids) > L:
+            raise ValueError(f"context needs >= {L} tokens and the sentence <= {L}")
+        middle = len(context) // 2 - L // 2
+        window = torch.as_tensor(context[middle : middle + L]).tolist()
+        offset = (L - len(ids)) // 2
+        window[offset : offset + len(ids)] = ids
+        ids, position = window, offset + position
     z = torch.tensor(ids, device=device)[None]  # (1, L)
     candidates = {}
     for t_value in times:
@@ -181,7 +210,7 @@ def draw_tokens(logits, temperature=1.0, top_k=None, top_p=None, generator=None)
     CPU, and the tokens come back there.
     """
     logits = to_float64(logits)  # (n, V)
-    if temperature == 0:
+    if temperature == 0 or len(logits) == 0:  # subtle: no draw for no rows, on every device
         tokens = logits.argmax(dim=-1)  # (n,)
     else:
         probs = token_distribution(logits, temperature, top_k, top_p)  # (n, V)
@@ -195,6 +224,19 @@ def rank(scores):
     return scores.argsort(dim=-1, descending=True, stable=True).argsort(dim=-1)
 
 
+def reveal_coins(z, t, s, *, mask_id, generator=None):
+    """The ancestral step's coins: which masked positions of z (B, L) are revealed from t to s.
+
+    Each masked position is revealed with the posterior's probability (alpha_s - alpha_t) /
+    (1 - alpha_t) (section 2), whatever the network says: (B, L) bool. z and the generator
+    live on the same device (float64_device of the model's), where the coins are drawn.
+    """
+    alpha_t, alpha_s = alpha(torch.tensor([t, s], dtype=torch.float64)).tolist()  # on the CPU
+    host = float64_device(z.device)  # z's device, where the generator lives, or a Mac's CPU
+    coin = torch.rand(z.shape, generator=generator, device=host, dtype=torch.float64)
+    return (z == mask_id) & (coin < (alpha_s - alpha_t) / (1 - alpha_t))  # (B, L)
+
+
 def denoise_step(
     z,
     logits,
@@ -205,6 +247,7 @@ def denoise_step(
     *,
     mask_id,
     method="ancestral",
+    revealed=None,
     temperature=1.0,
     top_k=None,
     top_p=None,
@@ -218,21 +261,22 @@ def denoise_step(
     confidence (B, L) float64 is each token's confidence when it was revealed (NaN while
     masked); free (B, L) bool marks the positions being generated (the others were given).
     method "confidence" keeps the most confident proposals (section 4); "ancestral" and
-    "cached" follow the posterior of section 2. start_time is the time at which the free
-    positions were all masked (sample's start_time), for the confidence schedule. Everything
-    but the logits lives on float64_device(logits.device), the generator too: the logits'
-    device, or the CPU on a Mac.
+    "lazy" follow the posterior of section 2, with the coins `revealed` (B, L) from
+    reveal_coins if the caller drew them already, or drawn here. start_time is the time at
+    which the free positions were all masked (sample's start_time), for the confidence
+    schedule. Everything but the logits lives on float64_device(logits.device), the generator
+    too: the logits' device, or the CPU on a Mac.
     """
-    host = float64_device(logits.device)  # where z, confidence and generator live
-    alpha_t, alpha_s = alpha(torch.tensor([t, s], dtype=torch.float64)).tolist()  # on the CPU
+    alpha_s = alpha(torch.tensor(s, dtype=torch.float64)).item()  # on the CPU
     is_masked = z == mask_id  # (B, L)
     # 1. propose
     if method == "confidence":
         proposed = is_masked
-    else:  # ancestral: the posterior's coin, (alpha_s - alpha_t) / (1 - alpha_t) per mask
-        coin = torch.rand(z.shape, generator=generator, device=host, dtype=torch.float64)
-        proposed = is_masked & (coin < (alpha_s - alpha_t) / (1 - alpha_t))  # (B, L)
-    # 2. draw
+    elif revealed is None:  # ancestral: the posterior's coin, drawn before the network is used
+        proposed = reveal_coins(z, t, s, mask_id=mask_id, generator=generator)  # (B, L)
+    else:
+        proposed = revealed
+    # 2. draw: nothing to draw when no position is proposed (and no random number is used)
     proposed_logits = logits[proposed.to(logits.device)]  # (n, V) for the n proposed positions
     tokens, token_confidence = draw_tokens(proposed_logits, temperature, top_k, top_p, generator)
     proposal = z.masked_scatter(proposed, tokens)  # (B, L) the drawn tokens in their places
@@ -256,7 +300,7 @@ def denoise_step(
     return z, confidence
 
 
-METHODS = ("ancestral", "cached", "confidence")
+METHODS = ("ancestral", "lazy", "confidence")
 
 
 @dataclass
@@ -311,8 +355,10 @@ def sample(
 ) -> SampleResult:
     """Generate num_samples sequences, from masks at t = 1 to text at t = 0, in `steps` steps.
 
-    method: "ancestral", "cached" (the same samples in fewer network calls; only for a model
-        without time conditioning) or "confidence" (remask > 0 adds the corrector).
+    method: "ancestral", "lazy" (the same samples from the same seed, in fewer network calls:
+        the coins are drawn first and the network is called only in a step that reveals
+        something, at that step's t, so it is exact for any model) or "confidence" (remask > 0
+        adds the corrector).
     fixed: (L,) or (B, L) long, a token where the text is given and mask_id where it is to be
         generated (make_fixed builds one); given tokens come back unchanged.
     length: by default fixed's length, or else the model's seq_len. Longer text is made in
@@ -339,12 +385,6 @@ def sample(
             "MDLM (the twin samples with ar_sample)",
         ),
         (method not in METHODS, f"method must be one of {METHODS}, not {method!r}"),
-        (
-            method == "cached" and config.time_conditioning,
-            "method='cached' reuses x_theta(z_t, t) at later times, which is exact only for a "
-            "model that ignores t, and this one is time-conditioned (TIME_CONDITIONING=True). "
-            "Use method='ancestral', or train with TIME_CONDITIONING=False",
-        ),
         (steps < 1, f"steps must be >= 1, not {steps}"),
         (not 0 < start_time <= 1, f"start_time must be in (0, 1], not {start_time}"),
         (
@@ -376,15 +416,18 @@ def sample(
     for start, end in windows(L, config.seq_len, block_length):
         z_window, confidence_window = z[:, start:end], confidence[:, start:end]  # (B, W) views
         free = z_window == mask_id  # (B, W) the positions this window generates
-        logits = None  # the cache: x_theta of z_window as it is now, or None when stale
         for i in range(steps, 0, -1):
             t, s = start_time * i / steps, start_time * (i - 1) / steps
-            if (z_window == mask_id).any():  # once all is revealed, a step changes nothing
-                if logits is None or method != "cached":
-                    with autocast(device, precision):
-                        times = torch.full((B,), t, device=device)  # (B,)
-                        logits = model(z_window.to(device), times, fp32_logits=True)  # (B, W, V)
-                    nfe += 1
+            masks_left = (z_window == mask_id).any()  # once all is revealed, a step changes nothing
+            revealed = None
+            if masks_left and method != "confidence":  # the coins do not need the network: first
+                revealed = reveal_coins(z_window, t, s, mask_id=mask_id, generator=generator)
+            if masks_left and (method != "lazy" or revealed.any()):
+                # lazy: a step that reveals nothing changes nothing, so it needs no network call
+                with autocast(device, precision):
+                    times = torch.full((B,), t, device=device)  # (B,)
+                    logits = model(z_window.to(device), times, fp32_logits=True)  # (B, W, V)
+                nfe += 1
                 z_s, confidence_s = denoise_step(
                     z_window,
                     logits,
@@ -394,6 +437,7 @@ def sample(
                     s,
                     mask_id=mask_id,
                     method=method,
+                    revealed=revealed,
                     temperature=temperature,
                     top_k=top_k,
                     top_p=top_p,
@@ -401,8 +445,6 @@ def sample(
                     start_time=start_time,
                     generator=generator,
                 )
-                if not torch.equal(z_s, z_window):
-                    logits = None  # the input changed, so the network must see it
                 z_window.copy_(z_s)  # writes into z
                 confidence_window.copy_(confidence_s)
             step += 1
@@ -426,22 +468,6 @@ def make_fixed(tokenizer, length, prefix="", suffix=""):
     return torch.tensor(head + middle + tail, dtype=torch.long)
 
 
-def held_out_split(checkpoint):
-    """The training and held-out texts of the checkpoint's run (corpus.Split), or None if its
-    text is not on this machine, differs from the one it was trained on, or was split by the
-    rule of earlier versions (checkpoints without metrics["held_out"])."""
-    source = checkpoint["metrics"].get("data", "")
-    path = Path("data") if source in CORPORA else Path(source).expanduser()
-    if not source or not path.exists() or "held_out" not in checkpoint["metrics"]:
-        return None  # not here, or trained before the last tenth of every file was held out
-    documents = load_documents(source if source in CORPORA else str(path))
-    max_chars = checkpoint["settings"].get("max_chars")
-    documents = truncate_documents(documents, max_chars) if max_chars else documents
-    if text_sha256(join_documents(documents)) != checkpoint.get("corpus_sha256"):
-        return None  # another version of the text: its held-out part may have been trained on
-    return split_documents(documents)
-
-
 def ngrams(tokens, n):
     """The n-grams within each row of tokens (B, L): [[1, 2, 3]], n=2 -> [(1, 2), (2, 3)]."""
     return [tuple(row[i : i + n]) for row in tokens.tolist() for i in range(len(row) - n + 1)]
@@ -461,19 +487,39 @@ def distinct_n(tokens, n=1):
     return len(set(grams)) / max(1, len(grams))
 
 
-def sample_quality(tokens, judge=None):
+def sample_quality(tokens, judge=None, resamples=1000, seed=0):
     """Repetition measures of samples (B, L); with a judge, also their generative perplexity.
 
-    judge(tokens) -> float; this notebook passes partial(generative_perplexity, twin), the
-    perplexity under the autoregressive twin. The model that wrote them cannot judge them.
+    judge(tokens) -> (B,) the mean negative log-likelihood of each row under a judge; this
+    notebook passes partial(sequence_nll, twin), the autoregressive twin, and the generative
+    perplexity is exp of their mean. The model that wrote the samples cannot judge them.
+    Each measure also gets a 95% interval, "<name>_interval": [low, high], from a bootstrap
+    over the B samples (resamples draws of B rows with replacement): with 8 samples a row, a
+    difference inside these intervals is not a difference.
     """
-    return {
-        "unigram_entropy": ngram_entropy(tokens, 1),
-        "bigram_entropy": ngram_entropy(tokens, 2),
-        "distinct_1": distinct_n(tokens, 1),
-        "distinct_2": distinct_n(tokens, 2),
-        "generative_perplexity": judge(tokens) if judge is not None else None,
+    measures = {
+        "unigram_entropy": lambda rows: ngram_entropy(rows, 1),
+        "bigram_entropy": lambda rows: ngram_entropy(rows, 2),
+        "distinct_1": lambda rows: distinct_n(rows, 1),
+        "distinct_2": lambda rows: distinct_n(rows, 2),
     }
+    per_row_nll = None
+    if judge is not None:  # the judge scores each row once; a resample averages its rows
+        per_row_nll = judge(tokens)  # (B,) mean NLL of each row, nats
+        measures["generative_perplexity"] = lambda rows: math.exp(per_row_nll[rows].mean())
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(len(tokens), (resamples, len(tokens)), generator=generator)  # (R, B)
+    figures = {"generative_perplexity": None}
+    for name, measure in measures.items():
+        whole = torch.arange(len(tokens))
+        if name == "generative_perplexity":
+            value, draws = measure(whole), [measure(rows) for rows in picks]
+        else:
+            value, draws = measure(tokens), [measure(tokens[rows]) for rows in picks]
+        draws = torch.tensor(draws, dtype=torch.float64)  # on the CPU
+        low, high = draws.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+        figures[name], figures[f"{name}_interval"] = value, [low, high]
+    return figures
 
 
 def causal_forward(model, idx, cache, start):
@@ -729,4 +775,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "5ee552733f08b26000de9ff91da1bfb2930a20be6c8e0889bb78aaf58b2a454f"
+SOURCE_SHA256 = "2247f551a6ff0dcd8053a15fe4c4ba2e3a854a88acb2644eeae96a4611c277e0"

@@ -232,8 +232,6 @@ def measure_ar(judge, *, length, num_samples, repeats, start_id, use_cache):
 def draw_samples(model, judge, start_id, *, steps, num_samples, repeats):
     """Every sampler at every step count (and the AR model, if any): figures and tokens."""
     methods = mdlm_sampling.METHODS
-    if model.config.time_conditioning:  # the cache would reuse x_theta(z_t, t) at another t
-        methods = [m for m in methods if m != "cached"]
     bench_sampling.warm_up(model, methods, num_samples)
     runs = []
     for method in methods:
@@ -274,8 +272,6 @@ def sampling_section(model, path, runs, judge_note, num_samples, repeats):
         )
         for run in runs
     ]
-    if model.config.time_conditioning:
-        rows.append(row("cached", note="n/a (time-conditioned)"))
     if judge_note:
         rows.append(row("ar", note=judge_note))
     ar = {run["method"]: run for run in runs if run["method"].startswith("ar")}

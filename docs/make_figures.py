@@ -6,7 +6,7 @@
 Every figure comes from the functions the model and the samplers use: the schedule `alpha` and
 its derivative `alpha_prime`, `mask_tokens`, the BPE tokenizer and `sample`. Where a sampler is
 involved, the network is a tiny untrained one: how many positions a step reveals, and how often
-the cached sampler calls the network, do not depend on the weights.
+the lazy sampler calls the network, do not depend on the weights.
 
 Two figures come from real runs without needing their checkpoints: `loss_curves.png`, the
 validation bits per byte of every committed run in results/*.json against the tokens it had
@@ -52,7 +52,7 @@ def cosine_alpha_prime(t):
 
 
 def tiny_model(seq_len: int) -> Transformer:
-    """An untrained network without time conditioning, so every sampler (the cache too) runs."""
+    """An untrained network without time conditioning: the figures need no trained weights."""
     torch.manual_seed(0)
     config = ModelConfig(
         vocab_size=8,
@@ -159,16 +159,16 @@ def reveal_probability(path: Path, steps: int = 8) -> None:
 
 
 def cache_calls(path: Path, seq_len: int = 256) -> None:
-    """Network calls of the cached sampler for one sequence, against the number of steps."""
+    """Network calls of the lazy sampler for one sequence, against the number of steps."""
     model = tiny_model(seq_len)
     steps = [4, 16, 64, 256, 1024, 4096]
-    calls = [sample(model, steps=T, method="cached", seed=0).nfe for T in steps]
+    calls = [sample(model, steps=T, method="lazy", seed=0).nfe for T in steps]
     grid = torch.logspace(0, math.log10(8192), 200, dtype=torch.float64)  # on the CPU
     expected = grid * (1 - (1 - 1 / grid) ** seq_len)  # steps that reveal at least one position
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(grid, grid, ":", color="gray", label="plain ancestral: one call per step")
-    ax.plot(grid, expected, color="C1", label=r"cached, expected: $T\,(1 - (1 - 1/T)^L)$")
-    ax.plot(steps, calls, "o", color="C0", label="cached, measured with sample()")
+    ax.plot(grid, expected, color="C1", label=r"lazy, expected: $T\,(1 - (1 - 1/T)^L)$")
+    ax.plot(steps, calls, "o", color="C0", label="lazy, measured with sample()")
     ax.axhline(seq_len, color="C3", lw=0.8, ls="--", label=f"L = {seq_len} positions")
     ax.set(xscale="log", yscale="log", xlabel="steps T", ylabel="network calls (NFE)")
     ax.legend(fontsize=8)

@@ -178,11 +178,11 @@ def exercise_3() -> Outcome:
     if found is None:
         return Outcome(LATER, "no MDLM trained with TIME_CONDITIONING=False under checkpoints/")
     model, _, _, _, path = found
-    plain, cached = (S.sample(model, steps=300, method=m, seed=0) for m in ("ancestral", "cached"))
-    same = torch.equal(plain.tokens, cached.tokens)
+    plain, lazy = (S.sample(model, steps=300, method=m, seed=0) for m in ("ancestral", "lazy"))
+    same = torch.equal(plain.tokens, lazy.tokens)
     return judged(
-        same and cached.nfe <= model.config.seq_len,
-        f"{path.parent.name}: same samples {same}, {cached.nfe} calls instead of {plain.nfe} "
+        same and lazy.nfe <= model.config.seq_len,
+        f"{path.parent.name}: same samples {same}, {lazy.nfe} calls instead of {plain.nfe} "
         f"(at most seq_len = {model.config.seq_len})",
     )
 
@@ -277,12 +277,12 @@ def exercise_7() -> Outcome:
     model, T = tiny_model(time_conditioning=False), 200
     L = model.config.seq_len
     mean, error = mean_and_error(
-        [float(S.sample(model, steps=T, method="cached", seed=k).nfe) for k in range(24)]
+        [float(S.sample(model, steps=T, method="lazy", seed=k).nfe) for k in range(24)]
     )
     formula = T * (1 - (1 - 1 / T) ** L)
     return judged(
         abs(mean - formula) < 3 * error + 0.5,
-        f"cached NFE {mean:.1f} ± {error:.1f} at T = {T}, L = {L}; "
+        f"lazy NFE {mean:.1f} ± {error:.1f} at T = {T}, L = {L}; "
         f"T(1 - (1 - 1/T)^L) = {formula:.1f}",
     )
 

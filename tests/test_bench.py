@@ -70,10 +70,8 @@ def test_every_number_is_positive_and_has_a_unit(report, section):
 def test_sampling_has_every_sampler_and_step_count_and_the_ar_model(report):
     rows = report["sections"]["sampling"]["rows"]
     timed = {(r["label"], r["figures"]["steps"]["value"]) for r in rows if "NFE" in r["figures"]}
-    diffusion = [m for m in METHODS if m != "cached"]  # the smoke model is time-conditioned
-    assert {(m, s) for m in diffusion for s in TINY["sampling"]["steps"]} < timed
+    assert {(m, s) for m in METHODS for s in TINY["sampling"]["steps"]} < timed
     assert {"ar, kv cache", "ar, no cache"} < {label for label, _ in timed}
-    assert {"label": "cached", "figures": {}, "note": "n/a (time-conditioned)"} in rows
 
 
 def test_quality_names_a_verdict_for_every_sampler(report):

@@ -194,7 +194,7 @@ SAMPLER_CASES = [
     dict(method="ancestral"),
     dict(method="ancestral", temperature=0.0),
     dict(method="ancestral", top_k=5, top_p=0.9, temperature=0.7),
-    dict(method="cached", steps=40),
+    dict(method="lazy", steps=40),
     dict(method="confidence"),
     dict(method="confidence", remask=0.3),
     dict(method="ancestral", length=2 * L, block_length=L // 2),

@@ -93,17 +93,14 @@ def models_on_device(bf16_run):
         **{**vars(model.config), "causal": True, "time_conditioning": False}
     )
     twin = M.Transformer(twin_config).to(DEVICE).eval()
-    plain_config = M.ModelConfig(**{**vars(model.config), "time_conditioning": False})
-    plain = M.Transformer(plain_config).to(DEVICE).eval()  # for the cached sampler
-    return model, plain, twin, tokenizer
+    return model, twin, tokenizer
 
 
 @pytest.mark.parametrize("method", METHODS)
 def test_every_sampler_on_cuda_leaves_no_mask(models_on_device, method):
-    model, plain, _, tokenizer = models_on_device
-    chosen = plain if method == "cached" else model
+    model, _, tokenizer = models_on_device
     for knobs in [{}, {"fixed": make_fixed(tokenizer, 32, prefix="The")}, {"length": 80}]:
-        result = sample(chosen, num_samples=3, steps=16, method=method, **knobs)
+        result = sample(model, num_samples=3, steps=16, method=method, **knobs)
         assert result.tokens.device.type == "cpu" and not (result.tokens == tokenizer.mask_id).any()
         assert all(isinstance(tokenizer.decode(row.tolist()), str) for row in result.tokens)
 
@@ -120,7 +117,7 @@ def cached_and_full(twin, idx, prompt_length=5):
 
 
 def test_the_kv_cache_on_cuda_matches_the_uncached_twin(models_on_device, monkeypatch):
-    _, _, twin, _ = models_on_device
+    _, twin, _ = models_on_device
     idx = torch.randint(twin.config.mask_id, (2, twin.config.seq_len), device=DEVICE)
     incremental, full = cached_and_full(twin, idx)  # fp32 (matmuls without TF32 by default)
     finite = full.isfinite()
@@ -141,7 +138,7 @@ def test_the_kv_cache_on_cuda_matches_the_uncached_twin(models_on_device, monkey
 
 
 def test_the_judge_on_cuda_matches_the_cpu(models_on_device):
-    _, _, twin, tokenizer = models_on_device
+    _, twin, tokenizer = models_on_device
     tokens = torch.randint(tokenizer.mask_id, (4, 32))
     on_cuda = generative_perplexity(twin, tokens)
     on_cpu = generative_perplexity(twin.to("cpu"), tokens)

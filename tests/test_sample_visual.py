@@ -283,13 +283,13 @@ def test_without_a_checkpoint_it_says_how_to_make_one(tmp_path):
     assert "train_model.ipynb" in result.stderr
 
 
-@pytest.mark.parametrize("problem", ["missing", "corrupt", "cached sampler"])
+@pytest.mark.parametrize("problem", ["missing", "corrupt", "remask without confidence"])
 def test_a_bad_checkpoint_or_setting_exits_with_a_message(smoke_checkpoint, tmp_path, problem):
     checkpoint, options = tmp_path / "ckpt.pt", []
     if problem == "corrupt":
         checkpoint.write_bytes(b"not a checkpoint")
-    if problem == "cached sampler":  # the smoke model is time-conditioned: cached is not exact
-        checkpoint, options = smoke_checkpoint, ["--sampler", "cached"]
+    if problem == "remask without confidence":  # sample() refuses it: the message comes through
+        checkpoint, options = smoke_checkpoint, ["--remask", "0.5"]
     with pytest.raises(SystemExit) as exit:
         main(
             [
@@ -303,7 +303,8 @@ def test_a_bad_checkpoint_or_setting_exits_with_a_message(smoke_checkpoint, tmp_
         )
     message = str(exit.value.code)
     assert message.startswith("sample_visual.py: ")
-    assert ("time-conditioned" if problem == "cached sampler" else str(checkpoint)) in message
+    expected = "needs method='confidence'" if problem.startswith("remask") else str(checkpoint)
+    assert expected in message
 
 
 @pytest.mark.parametrize("size", ["0x0", "319x700", "1000x199", "5x5"])

@@ -8,6 +8,7 @@ seeds, given tokens kept) holds whatever the weights. Only the notebook test nee
 import json
 import math
 import os
+import statistics
 from collections import Counter
 
 import conftest
@@ -136,23 +137,64 @@ def test_remask_corrector_masks_earlier_tokens_again(model):
     assert not masked(trace[-1]).any()
 
 
-@pytest.mark.parametrize("num_samples, steps", [(1, 1000), (3, 300)])
-def test_cached_sampler_is_exact_and_cheap(num_samples, steps):
-    """The same samples as plain ancestral sampling, from far fewer network calls: with one
-    sequence of 64 positions and 1000 steps, at most one call per position."""
-    model = tiny_model(seq_len=64)
-    plain = sample(model, num_samples=num_samples, steps=steps, method="ancestral", seed=3)
-    cached = sample(model, num_samples=num_samples, steps=steps, method="cached", seed=3)
-    assert torch.equal(plain.tokens, cached.tokens)
-    assert cached.nfe < plain.nfe
-    if num_samples == 1:
-        assert cached.nfe <= 64
+@settings(max_examples=30, deadline=None)
+@given(
+    time_conditioning=st.booleans(),
+    num_samples=st.integers(1, 3),
+    steps=st.integers(1, 400),
+    given_text=st.booleans(),
+    start_time=st.sampled_from([1.0, 0.5]),
+    seed=st.integers(0, 10**6),
+)
+def test_lazy_sampler_gives_the_ancestral_samples(
+    time_conditioning, num_samples, steps, given_text, start_time, seed
+):
+    """The lazy sampler draws each step's coins before it calls the network, and calls it only
+    when a coin reveals something, at that step's t: the plain ancestral sampler's samples from
+    the same seed, for a time-conditioned model too, with or without given text."""
+    model = tiny_model(seq_len=32, time_conditioning=time_conditioning)
+    fixed = torch.full((32,), MASK)
+    if given_text:
+        fixed[:5], fixed[-3:] = torch.arange(5), torch.arange(3)  # a prefix and a suffix
+    runs = [
+        sample(
+            model,
+            num_samples=num_samples,
+            steps=steps,
+            method=method,
+            fixed=fixed,
+            start_time=start_time,
+            seed=seed,
+            record_trace=True,
+        )
+        for method in ("ancestral", "lazy")
+    ]
+    plain, lazy = runs
+    assert torch.equal(plain.tokens, lazy.tokens)
+    # the calls it made are exactly the steps in which some position of the batch was revealed
+    changed = [
+        bool((masked(before) & ~masked(after)).any()) for before, after in step_pairs(lazy.trace)
+    ]
+    assert (
+        lazy.nfe
+        == sum(changed)
+        <= plain.nfe
+        == sum(masked(b).any() for b, _ in step_pairs(plain.trace))
+    )
 
 
-def test_cached_sampler_refuses_a_time_conditioned_model():
-    with pytest.raises(ValueError, match="time-conditioned"):
-        sample(tiny_model(time_conditioning=True), method="cached")
-    sample(tiny_model(time_conditioning=True), steps=4, method="ancestral")  # that one is fine
+@pytest.mark.parametrize("steps, length", [(1024, 128), (1000, 64), (64, 64)])
+def test_lazy_sampler_calls_the_network_as_often_as_the_formula_says(steps, length):
+    """Each position is revealed in a step drawn uniformly from the T steps, independently of
+    the others, so the number of steps that reveal something in one sequence of L positions is
+    T (1 - (1 - 1/T)^L) on average: about 120 at T = 1,024 and L = 128, where the plain sampler
+    makes 1,024 calls. The mean over 40 seeds is within four standard errors of it."""
+    model = tiny_model(seq_len=length)
+    calls = [sample(model, steps=steps, method="lazy", seed=k).nfe for k in range(40)]
+    expected = steps * (1 - (1 - 1 / steps) ** length)
+    mean, error = statistics.fmean(calls), statistics.stdev(calls) / math.sqrt(len(calls))
+    assert abs(mean - expected) < 4 * error + 0.5, (mean, error, expected)
+    assert max(calls) <= min(steps, length)
 
 
 @pytest.mark.parametrize(
@@ -311,9 +353,15 @@ def test_metrics_by_hand():
     assert ngram_entropy(tokens, 2) == pytest.approx(math.log2(3))  # (1,1) (1,2) (2,2)
     assert distinct_n(tokens, 1) == 0.5 and distinct_n(tokens, 2) == 1.0
     assert distinct_n(torch.tensor([[1, 2], [1, 2]]), 2) == 0.5  # n-grams never cross rows
-    quality = sample_quality(tokens, judge=lambda samples: 42.0)
-    assert quality["generative_perplexity"] == 42.0
-    assert sample_quality(tokens)["generative_perplexity"] is None
+    rows = torch.tensor([[1, 1, 2, 2], [1, 2, 3, 4]])
+    nll = torch.tensor([1.0, 3.0], dtype=torch.float64)  # a judge's mean NLL of each row
+    quality = sample_quality(rows, judge=lambda samples: nll)
+    assert quality["generative_perplexity"] == pytest.approx(math.exp(2.0))  # exp of the mean
+    low, high = quality["generative_perplexity_interval"]  # resampling the two rows: e^1 to e^3
+    assert math.e <= low < math.exp(2.0) < high <= math.exp(3.0)
+    assert sample_quality(rows)["generative_perplexity"] is None
+    same = sample_quality(torch.tensor([[5, 6, 7]] * 8))  # identical rows: nothing to resample
+    assert same["distinct_2_interval"] == [same["distinct_2"]] * 2
 
 
 def save_tiny(path, tokenizer, causal=False, age=0, time_conditioning=False):
