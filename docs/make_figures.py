@@ -19,6 +19,7 @@ sampling.ipynb.
 import argparse
 import json
 import math
+import statistics
 import sys
 from pathlib import Path
 
@@ -158,7 +159,7 @@ def reveal_probability(path: Path, steps: int = 8) -> None:
     save(fig, path)
 
 
-def cache_calls(path: Path, seq_len: int = 256) -> None:
+def lazy_calls(path: Path, seq_len: int = 256) -> None:
     """Network calls of the lazy sampler for one sequence, against the number of steps."""
     model = tiny_model(seq_len)
     steps = [4, 16, 64, 256, 1024, 4096]
@@ -202,13 +203,15 @@ def loss_curves(path: Path, results: Path = ROOT / "results") -> None:
         "mdlm_notc": ("C0", ":"),
         "mdlm_const": ("C2", "-."),
         "ar": ("C3", "--"),
+        "ar_const": ("C5", "--"),
     }
-    other_seed = {"mdlm": "C1", "mdlm_notc": "C1", "mdlm_const": "C8", "ar": "C4"}  # its colour
+    other_seed = {"mdlm": "C1", "mdlm_notc": "C1", "mdlm_const": "C8", "ar": "C4", "ar_const": "C6"}
     labels = {
-        "mdlm": "MDLM (bound)",
-        "mdlm_notc": "MDLM, no time conditioning",
-        "mdlm_const": "MDLM, adaLN fed a constant",
-        "ar": "AR twin (exact)",
+        "mdlm": "MDLM, fed t (bound)",
+        "mdlm_notc": "MDLM, plain blocks",
+        "mdlm_const": "MDLM, gated, fed a constant",
+        "ar": "AR twin, plain blocks (exact)",
+        "ar_const": "AR twin, gated blocks (exact)",
     }
     for ax, corpus in zip(axes[0], corpora):
         for run in (r for r in runs if panel(r) == corpus):
@@ -285,9 +288,14 @@ def settings_tried(path: Path, results: Path = ROOT / "results", corpus: str = "
     save(fig, path)
 
 
-def cost_of_a_blank(path: Path, run: Path = ROOT / "results" / "mdlm_quick_gutenberg.json"):
+def cost_of_a_blank(
+    path: Path,
+    run: Path = ROOT / "results" / "mdlm_quick_gutenberg.json",
+    twin: Path = ROOT / "results" / "ar_quick_gutenberg.json",
+):
     """c(t), the average cost of a masked token against the masking rate, as the run measured
-    it at 32 times on held-out windows (train_model.ipynb §6), and its mean: the bound."""
+    it at 32 times on held-out windows (train_model.ipynb §6). The area under it is the bound;
+    beside it, the loss of the twin of the same seed, a token given everything before it."""
     metrics = json.loads(run.read_text(encoding="utf-8")) if run.exists() else {}
     if "c_of_t" not in metrics:
         print(f"skipped {path.name}: {run.name} has no c_of_t (a run from before it was measured)")
@@ -295,11 +303,51 @@ def cost_of_a_blank(path: Path, run: Path = ROOT / "results" / "mdlm_quick_guten
     to_bpb = 1 / math.log(2) / metrics["bytes_per_token"]
     t, c = metrics["c_of_t"]["t"], [value * to_bpb for value in metrics["c_of_t"]["c"]]
     fig, ax = plt.subplots(figsize=(6, 3.6))
-    ax.plot(t, c, "o-", ms=3, label="c(t): bits per byte of a masked token")
-    ax.axhline(
-        sum(c) / len(c), color="grey", ls="--", label=f"its mean, the bound: {sum(c) / len(c):.3f}"
+    ax.fill_between(
+        t, c, color="C0", alpha=0.15, label=f"area under c: the bound, {sum(c) / len(c):.3f}"
     )
-    ax.set(xlabel="t, the fraction masked", ylabel="bits per byte", title=metrics["run"])
+    ax.plot(t, c, "o-", ms=3, label="c(t): bits per byte of a masked token")
+    if twin.exists():
+        loss = json.loads(twin.read_text(encoding="utf-8"))["final"]["nll"][0]
+        ax.axhline(loss, color="C3", ls="--", label=f"the twin's loss per token: {loss:.3f}")
+    ax.set(xlabel="t, the fraction masked", ylabel="bits per byte", xlim=(0, 1), ylim=(0, None))
+    ax.set_title(metrics["run"])
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    save(fig, path)
+
+
+def small_data(
+    path: Path,
+    mdlm: Path = ROOT / "results" / "mdlm_quick4800_tinyshakespeare.json",
+    twin: Path = ROOT / "results" / "ar_quick4800_tinyshakespeare.json",
+):
+    """Tiny Shakespeare seen about 30 times: the held-out curves of the MDLM and its twin, and
+    the twin's training loss, which keeps falling while its held-out loss climbs."""
+    if not (mdlm.exists() and twin.exists()):
+        print(f"skipped {path.name}: {mdlm.name} or {twin.name} is missing")
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    for run_path, colour, name in [(mdlm, "C0", "MDLM (bound)"), (twin, "C3", "AR twin")]:
+        run = json.loads(run_path.read_text(encoding="utf-8"))
+        history = run["history"]
+        ax.plot(history["val_step"], history["val_bpb"], "o-", ms=3, color=colour,
+                label=f"{name}, held out")  # fmt: skip
+        if run["objective"] == "ar":  # its training loss, averaged over 100 steps, in bits/byte
+            scale = 1 / math.log(2) / run["bytes_per_token"]
+            losses, steps = history["train_loss"], history["step"]
+            means = [
+                statistics.fmean(losses[i : i + 100]) * scale for i in range(0, len(losses), 100)
+            ]
+            ax.plot(steps[50::100][: len(means)], means, ":", color=colour,
+                    label=f"{name}, training windows")  # fmt: skip
+        unigram = run["unigram_bpb"]
+    ax.axhline(unigram, color="grey", lw=1, label=f"unigram baseline: {unigram:.3f}")
+    ax.set(
+        xlabel="step (16 windows of 128 tokens)",
+        ylabel="bits per byte",
+        title="Tiny Shakespeare, 4,800 steps",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     save(fig, path)
@@ -317,9 +365,10 @@ FIGURES = {  # file name -> the function that draws it
     "schedule.png": schedule,
     "loss_weight.png": loss_weight,
     "reveal_probability.png": reveal_probability,
-    "cache_calls.png": cache_calls,
+    "lazy_calls.png": lazy_calls,
     "loss_curves.png": loss_curves,
     "settings_tried.png": settings_tried,
+    "small_data.png": small_data,
     "cost_of_a_blank.png": cost_of_a_blank,
 }
 

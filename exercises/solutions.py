@@ -25,7 +25,9 @@ def conditional_bound(model, windows, *, start, end, num_times=8, seed=0) -> tor
     """Exercise 9: the NELBO of positions start..end - 1 of each window given all the others.
 
     windows (W, L) long, held-out tokens. Only the middle is ever masked; the given tokens stay
-    visible at every t. Returns (W,) nats per middle token: the weighted masked cross-entropy
-    averaged over num_times times, divided by the number of middle positions (not by L).
+    visible at every t. A time-conditioned network is told the fraction of the window actually
+    masked, t * (end - start) / L. Returns (W,) nats per middle token: the weighted masked
+    cross-entropy averaged over num_times times, divided by the number of middle positions
+    (not by L).
     """
     raise NotImplementedError

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bpe_tokenizer import BPETokenizer
 from tools import make_results
@@ -28,7 +30,7 @@ from tools import make_results
 sys.path.insert(0, str(ROOT / "docs"))
 import make_figures  # noqa: E402
 
-DOCS = ["learning_guide.md", "README.md"]
+DOCS = ["learning_guide.md", "README.md", "RESULTS.md"]
 NOTEBOOKS = ["train_model.ipynb", "sampling.ipynb"]
 RUN_FIGURES = {"denoising.gif", "quality_vs_steps.png"}  # made by sampling.ipynb in full mode
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
@@ -259,10 +261,14 @@ def test_code_quoted_in_the_guide_is_the_projects_code():
 # ---- figures ----
 
 
-def test_every_drawn_figure_is_in_the_guide_and_nothing_else_is():
-    """The guide shows make_figures.py's figures and sampling.ipynb's, and no others."""
-    guide = (ROOT / "learning_guide.md").read_text(encoding="utf-8")
-    shown = {Path(t).name for _, t in links(guide) if t.startswith("docs/img/")}
+def test_every_drawn_figure_is_shown_and_nothing_else_is():
+    """The guide and RESULTS.md show make_figures.py's figures and sampling.ipynb's, no others."""
+    shown = {
+        Path(target).name
+        for doc in ("learning_guide.md", "RESULTS.md")
+        for _, target in links((ROOT / doc).read_text(encoding="utf-8"))
+        if target.startswith("docs/img/")
+    }
     assert shown == set(make_figures.FIGURES) | RUN_FIGURES
     assert all((ROOT / "docs" / "img" / name).exists() for name in make_figures.FIGURES)
 
@@ -286,47 +292,55 @@ def test_math_avoids_what_github_misrenders(doc):
     assert not problems, "\n".join(problems)
 
 
-# ---- the results table ----
+# ---- the results: RESULTS.md and the generated blocks ----
 
 
-def test_results_blocks_agree_with_results_files():
+def test_results_agree_with_results_files():
     assert make_results.update(ROOT, check=True) == []
 
 
-QUICK_VOCAB = make_results.mode_defaults()["quick"]["vocab_size"]  # a run of quick's vocabulary
+QUICK = make_results.mode_defaults()["quick"]
 
 
 def metrics(**changes) -> dict:
-    """A metrics.json as train_model.ipynb writes it, with round numbers."""
+    """A metrics.json as train_model.ipynb writes it, with round numbers, at quick's defaults."""
     run = {
         "run": "mdlm_quick_x",
         "objective": "mdlm",
-        "data": "../shared/data/x.txt",
+        "data": "../shared/data/gutenberg",
         "mode": "quick",
         "time_conditioning": True,
         "val_bpb": 2.5,
         "unigram_bpb": 5.0,
-        "steps": 800,
+        "steps": QUICK["max_steps"],
         "tokens_seen": 3_276_800,
         "params": 1_593_984,
         "device": "cpu",
         "threads": 1,
         "dtype": "float32",
         "wall_s": 930.0,
-        "settings": {"vocab_size": QUICK_VOCAB, "max_steps": 800},
+        "settings": {key: QUICK[key] for key in make_results.SIZE_PARAMETERS},
         "history": {},
         "held_out": {"files": 1, "files_contributing": 1, "characters": 1000, "tokens": 300},
     }
     return {**run, **changes}
 
 
+def final(**figures) -> dict:
+    """metrics.json's "final" key: figures as (bits per byte, standard error)."""
+    return {"windows": 512, **figures}
+
+
 @pytest.fixture
 def project(tmp_path):
-    """A folder with results/, a guide with the markers and a README without them."""
+    """A folder with results/, a guide and a README with blocks, and the notebook's modes."""
     (tmp_path / "results").mkdir()
-    guide = f"# Guide\n\nbefore\n\n{make_results.START}\nold\n{make_results.END}\n\nafter\n"
-    (tmp_path / "learning_guide.md").write_text(guide)
-    (tmp_path / "README.md").write_text("# Readme without markers\n")
+    blocks = "".join(
+        f"{start}\nold\n{end}\n" for start, end in map(make_results.markers, ["twin", "headline"])
+    )
+    (tmp_path / "learning_guide.md").write_text(f"# Guide\n\nbefore\n\n{blocks}\nafter\n")
+    (tmp_path / "README.md").write_text("# Readme without blocks\n")
+    (tmp_path / "train_model.ipynb").write_text((ROOT / "train_model.ipynb").read_text())
     return tmp_path
 
 
@@ -335,90 +349,112 @@ def write_results(folder: Path, **runs) -> None:
         (folder / "results" / f"{name}.json").write_text(json.dumps(run))
 
 
-def test_results_table_rows_worked_out_by_hand(project):
-    write_results(
-        project,
-        mdlm_quick_x=metrics(),
-        ar_quick_x=metrics(objective="ar", val_bpb=2.0, wall_s=90.0, params=1_115_264),
+@pytest.mark.parametrize(
+    "df, quantile", [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (9, 2.2622), (30, 2.0423)]
+)
+def test_t_quantiles_match_the_printed_tables(df, quantile):
+    assert make_results.t_quantile(df) == pytest.approx(quantile, abs=1e-4)
+
+
+def test_the_rule_worked_out_by_hand():
+    """The docstring's example: differences 0.10, 0.15, 0.05, paired: [-0.024, 0.224], a tie;
+    unpaired, Welch with 4 degrees of freedom: [-0.013, 0.213], a tie."""
+    a, b = {1: 2.10, 2: 2.20, 3: 2.15}, {1: 2.00, 2: 2.05, 3: 2.10}
+    verdict = make_results.compare(a, b, paired=True)
+    assert (verdict.low, verdict.high, verdict.text) == (
+        pytest.approx(0.10 - 4.3027 * 0.05 / math.sqrt(3), abs=1e-4),
+        pytest.approx(0.10 + 4.3027 * 0.05 / math.sqrt(3), abs=1e-4),
+        "a tie",
     )
-    assert make_results.update(project) == [
-        "learning_guide.md: the results block is not what results/ gives"
-    ]
-    guide = (project / "learning_guide.md").read_text()
-    rows = [
-        "| ar_quick_x | x.txt | AR twin | n/a | 1.12M | 800 | 3.28M | cpu, float32, 1 thread "
-        "| 90 s | 2.000 (live) |  | 5.000 | 0.400 |",
-        "| mdlm_quick_x | x.txt | MDLM | on | 1.59M | 800 | 3.28M | cpu, float32, 1 thread "
-        "| 15.5 min | ≤ 2.500 (live) |  | 5.000 | 0.500 |",
-    ]
-    assert all(row in guide for row in rows), guide
-    assert guide.startswith("# Guide\n\nbefore\n") and guide.endswith("\n\nafter\n")
-    assert "old" not in guide
-    assert (project / "README.md").read_text() == "# Readme without markers\n"  # skipped
-    assert make_results.update(project, check=True) == []  # now in agreement
-
-
-def final(**figures) -> dict:
-    """metrics.json's "final" key: figures as (bits per byte, standard error)."""
-    return {"windows": 512, **figures}
-
-
-def test_final_figures_are_shown_with_their_error(project):
-    write_results(
-        project,
-        mdlm_quick_x=metrics(final=final(nelbo=[2.2341, 0.0061], **{"left-to-right": [2.1, 0.02]})),
-        ar_quick_x=metrics(objective="ar", val_bpb=2.0, final=final(nll=[1.5, 0.004])),
+    unpaired = make_results.compare(a, b, paired=False)
+    assert unpaired.high - unpaired.difference == pytest.approx(2.7764 * 0.0408248, abs=1e-4)
+    far = make_results.compare({1: 2.1, 2: 2.2, 3: 2.15}, {1: 1.6, 2: 1.65, 3: 1.6}, False)
+    assert far.text == "higher" and far.low > 0
+    two = make_results.compare({1: 2.1, 2: 2.2}, b, paired=False)  # two seeds: no verdict
+    assert two.low is None and two.text == (
+        "no verdict: 2.100 to 2.200 (2 seeds) against 2.000 to 2.100 (3 seeds)"
     )
-    make_results.update(project)
-    guide = (project / "learning_guide.md").read_text()
-    assert "| 15.5 min | ≤ 2.234 ± 0.006 | 2.100 ± 0.020 | 5.000 | 0.447 |" in guide
-    assert "| 15.5 min | 1.500 ± 0.004 |  | 5.000 | 0.300 |" in guide
 
 
-def test_twin_table_states_the_gap_worked_out_by_hand(project):
-    write_results(
-        project,
-        mdlm_quick_x=metrics(val_bpb=2.2),
-        mdlm_notc_quick_x=metrics(time_conditioning=False, val_bpb=2.5),
-        ar_quick_x=metrics(
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(st.floats(1.0, 3.0), min_size=3, max_size=6),
+    st.floats(-0.5, 0.5),
+    st.floats(0.0, 0.05),
+)
+def test_a_constant_shift_is_found_and_noise_widens_the_interval(base, shift, noise):
+    """b = a + shift exactly (paired): the interval is the shift itself. With the seeds of b
+    jittered, the interval still holds the mean difference, and widens."""
+    a = dict(enumerate(base))
+    exact = make_results.compare({s: v + shift for s, v in a.items()}, a, paired=True)
+    assert exact.low == pytest.approx(shift, abs=1e-9) == exact.high
+    jitter = {s: v + shift + noise * (-1) ** s for s, v in a.items()}
+    verdict = make_results.compare(jitter, a, paired=True)
+    assert verdict.low <= verdict.difference <= verdict.high
+    assert verdict.high - verdict.low >= exact.high - exact.low
+
+
+def test_mcnemar_worked_out_by_hand():
+    assert make_results.mcnemar([1, 1, 0, 0, 1], [0, 0, 0, 1, 1]) == (2, 1, 1.0)
+    # 10 discordant passages, all one way: p = 2 / 2^10
+    assert make_results.mcnemar([1] * 10 + [0] * 5, [0] * 15) == (10, 0, pytest.approx(2 / 1024))
+
+
+def test_seeds_are_grouped_and_pairings_compare_like_with_like(project):
+    """Three seeds each of the gated MDLM (2.1, 2.2, 2.15) and the gated twin (1.6, 1.65, 1.6):
+    mean 2.15 against 1.6167, +33.0%, Welch's interval far from 0: higher."""
+    runs = {}
+    for seed, mdlm, twin in [(1337, 2.1, 1.6), (1338, 2.2, 1.65), (1339, 2.15, 1.6)]:
+        suffix = "" if seed == 1337 else f"_seed{seed}"
+        runs[f"mdlm_quick_x{suffix}"] = metrics(seed=seed, final=final(nelbo=[mdlm, 0.01]))
+        runs[f"ar_const_quick_x{suffix}"] = metrics(
             objective="ar",
             time_conditioning=False,
-            val_bpb=2.0,
-            history={"val_step": [100, 200, 300], "val_bpb": [2.2, 1.9, 2.0]},  # overfits
-        ),
-        mdlm_quick_y=metrics(data="y.txt"),  # no twin on y: no row
-    )
-    make_results.update(project)
+            constant_conditioning=True,
+            seed=seed,
+            final=final(nll=[twin, 0.01]),
+        )
+    write_results(project, **runs)
+    assert make_results.update(project) == [
+        "RESULTS.md: not what results/ gives",
+        "learning_guide.md: not what results/ gives",
+    ]
+    results = (project / "RESULTS.md").read_text()
     guide = (project / "learning_guide.md").read_text()
-    # 2.2 / 2.0 - 1 = +10.0%; 2.2 / 1.9 - 1 = +15.8%; 2.5 / 2.0 - 1 = +25.0%; 2.5 / 2.2 - 1 = 13.6%
-    row = (
-        "| x.txt | quick, 800 | 2.000 (live) | 1.900 (200) | ≤ 2.200 (live) | +10.0% | +15.8% "
-        "|  |  | ≤ 2.500 (live) | +25.0% | +13.6% |"
-    )
-    assert row in guide, guide
-    assert "| y.txt | quick" not in guide
+    assert "| MDLM, gated blocks fed t | 1.59M | 2.100 | 2.200 | 2.150 |" in results
+    assert "the gated MDLM fed t against the gated twin" in guide
+    assert "+33.0%, higher: +0.533" in guide
+    assert guide.startswith("# Guide\n\nbefore\n") and guide.endswith("\nafter\n")
+    assert "old" not in guide
+    assert (project / "README.md").read_text() == "# Readme without blocks\n"
+    assert make_results.update(project, check=True) == []  # now in agreement
+    assert "-p OBJECTIVE ar -p TIME_CONDITIONING False -p CONSTANT_CONDITIONING True" in results
 
 
-def test_seeds_are_averaged_and_a_difference_within_the_errors_is_a_tie(project):
-    """Two seeds of the MDLM, 2.2 and 2.4 (each +- 0.01): mean 2.3, error max(sqrt(2) 0.01 / 2,
-    std 0.1414 / sqrt 2 = 0.1) = 0.1. Against the twin, 1.0 +- 0.01: far apart. Without time
-    conditioning, 2.35 +- 0.01: 0.05 from the mean, within 2 hypot(0.1, 0.01): a tie."""
-    mdlm = dict(final=final(nelbo=[2.2, 0.01]))
-    write_results(
-        project,
-        mdlm_quick_x=metrics(**mdlm),
-        mdlm_quick_x_seed7=metrics(seed=7, final=final(nelbo=[2.4, 0.01])),
-        mdlm_notc_quick_x=metrics(time_conditioning=False, final=final(nelbo=[2.35, 0.01])),
-        ar_quick_x=metrics(objective="ar", final=final(nll=[1.0, 0.01])),
-    )
+def test_the_conditioning_variants_are_paired_by_seed(project):
+    """t fed 2.1, 2.2, 2.15; constant 2.12, 2.22, 2.16: differences 0.02, 0.02, 0.01, mean 0.0167,
+    stdev 0.00577, interval 0.0167 +- 4.303 x 0.00333 = [0.0023, 0.0310]: higher, though the
+    ranges overlap. Plain blocks with two seeds: no verdict."""
+    runs = {}
+    for seed, fed, const in [(1337, 2.1, 2.12), (1338, 2.2, 2.22), (1339, 2.15, 2.16)]:
+        suffix = "" if seed == 1337 else f"_seed{seed}"
+        runs[f"mdlm_quick_x{suffix}"] = metrics(seed=seed, final=final(nelbo=[fed, 0.01]))
+        runs[f"mdlm_const_quick_x{suffix}"] = metrics(
+            seed=seed,
+            time_conditioning=False,
+            constant_conditioning=True,
+            final=final(nelbo=[const, 0.01]),
+        )
+    for seed in (1337, 1338):
+        suffix = "" if seed == 1337 else f"_seed{seed}"
+        runs[f"mdlm_notc_quick_x{suffix}"] = metrics(
+            seed=seed, time_conditioning=False, final=final(nelbo=[2.4, 0.01])
+        )
+    write_results(project, **runs)
     make_results.update(project)
-    guide = (project / "learning_guide.md").read_text()
-    row = (
-        "| x.txt | quick, 800 | 1.000 ± 0.010 |  | ≤ 2.300 ± 0.100 (2 seeds: 2.200, 2.400) "
-        "| +130.0% |  |  |  | ≤ 2.350 ± 0.010 | +135.0% | +2.2%, a tie |"
-    )
-    assert row in guide, guide
-    assert "-p SEED 7" in guide  # the command of the second seed
+    results = (project / "RESULTS.md").read_text()
+    assert "+0.8%, higher: +0.017 [+0.002, +0.031]" in results
+    assert "no verdict: 2.400 to 2.400 (2 seeds) against 2.100 to 2.200 (3 seeds)" in results
 
 
 def test_the_plateau_exit_worked_out_by_hand():
@@ -436,41 +472,17 @@ def test_the_plateau_exit_worked_out_by_hand():
     assert make_results.plateau_exit(metrics(bytes_per_token=2.0, history=flat)) is None
 
 
-def test_the_conditioning_table_sets_the_variants_side_by_side(project):
-    """t fed 2.2 and 2.4 (seeds; error 0.1 as above), constant 2.25 +- 0.01: 2.25 / 2.3 - 1 =
-    -2.2%, within 2 hypot(0.1, 0.01): a tie. Plain 2.6 +- 0.01: +13.0%, not a tie."""
-    u = 5.0 * 2.0 * math.log(2)
-    history = {"step": list(range(1, 601)), "train_loss": [u] * 300 + [0.8 * u] * 300}
-    same = dict(bytes_per_token=2.0, history=history)
+def test_every_run_is_listed_with_its_machine_and_command(project):
     write_results(
         project,
-        mdlm_quick_x=metrics(final=final(nelbo=[2.2, 0.01]), **same),
-        mdlm_quick_x_seed7=metrics(seed=7, final=final(nelbo=[2.4, 0.01]), **same),
-        mdlm_const_quick_x=metrics(
-            time_conditioning=False, constant_conditioning=True, final=final(nelbo=[2.25, 0.01])
-        ),
-        mdlm_notc_quick_x=metrics(time_conditioning=False, final=final(nelbo=[2.6, 0.01])),
+        mdlm_quick_x=metrics(final=final(nelbo=[2.2341, 0.0061])),
+        ar_quick_x=metrics(objective="ar", time_conditioning=False, val_bpb=2.0, wall_s=90.0),
     )
     make_results.update(project)
-    guide = (project / "learning_guide.md").read_text()
-    rows = [
-        "| x.txt | quick, 800 | t fed: adaLN-Zero blocks, modulated by t "
-        "| ≤ 2.300 ± 0.100 (2 seeds: 2.200, 2.400) |  | 289, 289 |",
-        "| x.txt | quick, 800 | constant: the same blocks, modulated by the features of t = 0 "
-        "always | ≤ 2.250 ± 0.010 | -2.2%, a tie | never |",
-        "| x.txt | quick, 800 | plain: pre-norm blocks without modulation or gates "
-        "| ≤ 2.600 ± 0.010 | +13.0% | never |",
-    ]
-    for row in rows:
-        assert row in guide, guide
-    assert "| mdlm_const_quick_x | x.txt | MDLM | constant |" in guide
-    assert "-p TIME_CONDITIONING False -p CONSTANT_CONDITIONING True" in guide
-    assert "EMA_DECAY" not in guide  # no average of the weights in these runs: the default
-
-
-def test_the_command_of_a_run_with_an_average_of_the_weights_names_its_decay():
-    run = metrics(settings={"vocab_size": 2048, "max_steps": 800, "ema_decay": 0.995})
-    assert "-p TIME_CONDITIONING True -p EMA_DECAY 0.995 -p" in make_results.command(run, None)
+    results = (project / "RESULTS.md").read_text()
+    assert "| ar_quick_x | gutenberg | AR twin, plain blocks | 1.59M |" in results
+    assert "| 90 s | 2.000 (live) |" in results and "| 15.5 min | ≤ 2.234 ± 0.006 |" in results
+    assert "- ar_quick_x: `python -m papermill train_model.ipynb out.ipynb" in results
 
 
 def test_the_average_of_the_weights_is_shown_with_its_paired_difference(project):
@@ -480,91 +492,62 @@ def test_the_average_of_the_weights_is_shown_with_its_paired_difference(project)
         project,
         mdlm_quick_x=metrics(final={**final(nelbo=[2.2, 0.01]), "ema": ema}),
         ar_quick_x=metrics(objective="ar", final={**final(nll=[1.5, 0.01]), "ema": small}),
-        mdlm_quick_y=metrics(data="y.txt", final=final(nelbo=[2.2, 0.01])),  # no average: no row
     )
     make_results.update(project)
-    guide = (project / "learning_guide.md").read_text()
+    results = (project / "RESULTS.md").read_text()
     assert (
-        "| mdlm_quick_x | 0.995 | ≤ 2.200 ± 0.010 | ≤ 2.190 ± 0.010 | -0.0100 ± 0.0020 |" in guide
+        "| `mdlm_quick_x` | 0.995 | 2.200 ± 0.010 | 2.190 ± 0.010 | -0.0100 ± 0.0020, lower |"
+        in (results)
     )
-    assert (
-        "| ar_quick_x | 0.995 | 1.500 ± 0.010 | 1.499 ± 0.010 | -0.0010 ± 0.0020, a tie |" in guide
-    )
-    assert "| mdlm_quick_y | 0.995" not in guide
+    assert "| -0.0010 ± 0.0020, a tie |" in results
 
 
-def test_a_run_from_before_the_split_fix_is_marked_and_paired_only_with_its_own_kind(project):
-    old = {key: value for key, value in metrics().items() if key != "held_out"}
-    write_results(
-        project,
-        mdlm_quick_x=metrics(),
-        ar_quick_x_old={**old, "objective": "ar", "val_bpb": 2.0},  # no twin on the new split
-    )
-    make_results.update(project)
-    guide = (project / "learning_guide.md").read_text()
-    assert "| ar_quick_x_old | x.txt, old split | AR twin |" in guide
-    assert "| mdlm_quick_x | x.txt | MDLM |" in guide
-    assert "| x.txt | quick, 800 |" not in guide  # the MDLM's twin ran on another split
-
-
-def test_results_check_finds_a_stale_block_and_does_not_write(project):
+def test_a_stale_file_is_found_and_not_written(project):
     write_results(project, mdlm_quick_x=metrics())
     make_results.update(project)
-    guide = project / "learning_guide.md"
-    stale = guide.read_text().replace("0.500", "0.499")
-    guide.write_text(stale)
-    assert make_results.update(project, check=True) != []
-    assert guide.read_text() == stale
+    results = project / "RESULTS.md"
+    stale = results.read_text().replace("2.500", "2.499")
+    results.write_text(stale)
+    assert make_results.update(project, check=True) == ["RESULTS.md: not what results/ gives"]
+    assert results.read_text() == stale
 
 
-def test_no_results_says_how_to_make_them_and_missing_markers_are_reported(project):
-    make_results.update(project)
-    assert "No results are committed yet" in (project / "learning_guide.md").read_text()
-    (project / "learning_guide.md").write_text("# Guide without markers\n")
-    assert make_results.update(project, check=True) == [
-        f"learning_guide.md: no {make_results.START} ... {make_results.END} block"
-    ]
+def test_an_unknown_block_is_an_error(project):
+    (project / "README.md").write_text(
+        "<!-- results:nonsense:start -->\n<!-- results:nonsense:end -->\n"
+    )
+    with pytest.raises(ValueError, match="nonsense"):
+        make_results.update(project)
 
 
-def test_sampling_figures_get_a_table_of_their_own(project):
-    row = {"method": "ancestral", "steps": 8, "nfe_per_sequence": 8.0, "tokens_per_second": 1234.5}
-    row |= {"unigram_entropy": 7.1234, "distinct_2": 0.9}
-    cache = {"steps": 1000, "nfe_cached": 119, "nfe_plain": 1000, "speedup": 4.0}
-    figures = {"checkpoint": "ckpt.pt", "device": "cpu", "sweep": [row], "cache": cache}
-    write_results(project, sampling_full={**figures, "cache": {**cache, "same_samples": True}})
-    make_results.update(project)
-    guide = (project / "learning_guide.md").read_text()
-    assert "| ancestral | 8 | 8.0 | 1234 | 7.123 | 0.900 |  |" in guide  # no judge: blank
-    assert "119 network calls instead of 1000, 4.0x faster, the same samples: True" in guide
-
-
-def test_sampling_table_with_a_judge_the_twin_and_infilling(project):
+def test_sampling_figures_with_intervals_the_lazy_sampler_and_mcnemar(project):
     row = {"method": "confidence", "steps": 64, "nfe_per_sequence": 64.0, "tokens_per_second": 99.6}
     row |= {"unigram_entropy": 6.0, "distinct_2": 0.5, "generative_perplexity": 41.26}
-    twin = row | {"method": "AR p=0.9", "steps": "", "nfe_per_sequence": 127.0}
-    infill = {"passages": 32, "passage_length": 128, "spans": {}}
-    infill["spans"]["16"] = {"MDLM, both sides": {"exact_match": 0.0625, "token_accuracy": 0.25}}
+    row |= {"generative_perplexity_interval": [30.0, 55.5]}
+    lazy = {"steps": 1000, "nfe_lazy": 119, "nfe_plain": 992, "speedup": 4.0, "same_samples": True}
+    matched = {"MDLM, both sides": [1, 1, 0, 0, 1], "AR twin, prefix only": [0, 0, 0, 1, 1]}
+    spans = {
+        "1": {
+            who: {"exact_match": sum(m) / 5, "token_accuracy": sum(m) / 5, "matched": m}
+            for who, m in matched.items()
+        }
+    }
+    infill = {"passages": 5, "passage_length": 128, "spans": spans}
     figures = {"checkpoint": "ckpt.pt", "judge": "ar.pt", "device": "cpu", "sweep": [row]}
-    figures |= {"autoregressive_reference": [twin], "infill_recovery": infill}
+    figures |= {"lazy": lazy, "infill_recovery": infill}
     write_results(project, sampling_full=figures)
     make_results.update(project)
-    guide = (project / "learning_guide.md").read_text()
-    assert "generative perplexity under `ar.pt`" in guide
-    assert "| confidence | 64 | 64.0 | 100 | 6.000 | 0.500 | 41.3 |" in guide
+    results = (project / "RESULTS.md").read_text()
+    assert "| confidence | 64 | 64.0 | 100 | 6.00 | 0.500 | 41.3 [30.0, 55.5] |" in results
+    assert "The lazy sampler at 1000 steps: 119 network calls instead of 992" in results
+    assert "| 1 | MDLM, both sides | 0.600 | 0.600 |" in results
     assert (
-        "| AR p=0.9 (the judge's own samples, judged by itself) |  | 127.0 | 100 | 6.000 | 0.500 "
-        "| 41.3 |" in guide
+        "gap 1: MDLM, both sides right alone on 2 passages, AR twin, prefix only on 1: "
+        "McNemar's exact p = 1.00, a tie." in results
     )
-    assert "in the middle of 32 held-out passages of 128 tokens" in guide
-    assert "| 16 | MDLM, both sides | 0.062 | 0.250 |" in guide
 
 
-def test_benchmark_reports_fill_the_performance_block(project):
-    guide = project / "learning_guide.md"
-    perf = f"{make_results.PERF_START}\nold\n{make_results.PERF_END}\n"
-    guide.write_text(guide.read_text() + perf)
-    make_results.update(project)
-    assert "No benchmark report is committed yet" in guide.read_text()
+def test_benchmark_reports_are_printed_by_the_benchmark(project):
     report = {
         "command": "python bench/run_all.py --json bench/reports/cpu.json",
         "date": "2026-11-28T08:00:00",
@@ -582,12 +565,9 @@ def test_benchmark_reports_fill_the_performance_block(project):
     }  # fmt: skip
     (project / "bench" / "reports").mkdir(parents=True)
     (project / "bench" / "reports" / "cpu.json").write_text(json.dumps(report))
-    assert make_results.update(project, check=True) != []  # stale until rewritten
-    make_results.update(project)
-    text = guide.read_text()
-    assert "`python bench/run_all.py --json bench/reports/cpu.json` (cpu.json, 2026-11-28" in text
-    assert "speed  1,234 tok/s" in text and "Some CPU, 2 cores" in text
-    assert "old" not in text and make_results.update(project, check=True) == []
+    lines = "\n".join(make_results.benchmark_lines(project / "bench" / "reports"))
+    assert "`python bench/run_all.py --json bench/reports/cpu.json` (cpu.json, 2026-11-28" in lines
+    assert "speed  1,234 tok/s" in lines and "Some CPU, 2 cores" in lines
 
 
 def test_a_results_file_of_unknown_shape_is_an_error(project):
@@ -606,7 +586,7 @@ def test_durations(seconds, shown):
     [
         (
             {},
-            "-p RUN_MODE quick -p DATA ../shared/data/x.txt -p OBJECTIVE mdlm "
+            "-p RUN_MODE quick -p DATA ../shared/data/gutenberg -p OBJECTIVE mdlm "
             "-p TIME_CONDITIONING True",
         ),
         (
@@ -625,42 +605,29 @@ def test_the_command_behind_a_run(changes, words):
     assert overridden.endswith("-p MAX_STEPS 99") and "VOCAB_SIZE" not in overridden
 
 
-def test_runs_with_other_settings_are_kept_apart_and_tabled_against_the_defaults(project):
-    """Quick defaults: 2.2 +- 0.01. Twice the learning rate: 2.0 +- 0.01, 2.0 / 2.2 - 1 = -9.1%,
-    far outside 2 hypot(0.01, 0.01); ratios 2.2 / 5 = 0.440 and 2.0 / 5 = 0.400. A longer run
-    with the defaults is not a setting tried, and no run is averaged with another's settings."""
-    quick = make_results.mode_defaults()["quick"]
-    settings = {key: quick[key] for key in make_results.SIZE_PARAMETERS}
-    faster = quick["learning_rate"] * 2
+def test_runs_with_other_settings_are_kept_apart_and_set_beside_the_defaults(project):
+    faster = QUICK["learning_rate"] * 2
+    settings = {key: QUICK[key] for key in make_results.SIZE_PARAMETERS}
     write_results(
         project,
-        mdlm_quick_x=metrics(settings=settings, final=final(nelbo=[2.2, 0.01])),
+        mdlm_quick_x=metrics(final=final(nelbo=[2.2, 0.01])),
         mdlm_quick_x_lr=metrics(
             settings={**settings, "learning_rate": faster}, final=final(nelbo=[2.0, 0.01])
         ),
         mdlm_quick_x_long=metrics(
-            settings={**settings, "max_steps": 4 * quick["max_steps"]},
+            settings={**settings, "max_steps": 4 * QUICK["max_steps"]},
+            steps=4 * QUICK["max_steps"],
             final=final(nelbo=[1.8, 0.01]),
-        ),
-        ar_quick_x=metrics(objective="ar", settings=settings, final=final(nll=[1.0, 0.01])),
-        mdlm_quick_y_lr=metrics(  # no run of the defaults on y: nothing to set it beside
-            data="../shared/data/y.txt",
-            settings={**settings, "learning_rate": faster},
-            final=final(nelbo=[2.1, 0.01]),
         ),
     )
     make_results.update(project)
-    guide = (project / "learning_guide.md").read_text()
-    steps = f"{quick['max_steps']:,}"
-    assert "| y.txt | quick | MDLM |" not in guide
-    rows = [
-        f"| x.txt | quick | MDLM | the defaults | {steps} | ≤ 2.200 ± 0.010 |  | 0.440 "
-        "| 15.5 min |",
-        f"| x.txt | quick | MDLM | learning_rate {faster} | {steps} | ≤ 2.000 ± 0.010 | -9.1% "
-        "| 0.400 | 15.5 min |",
-        f"| x.txt | quick, {steps} | 1.000 ± 0.010 |  | ≤ 2.200 ± 0.010 | +120.0% |",  # twins
-    ]
-    for row in rows:
-        assert row in guide, guide
-    assert f"| x.txt | quick | MDLM | the defaults | {4 * quick['max_steps']:,} |" not in guide
-    assert f"-p LEARNING_RATE {faster}" in guide  # the command of the run with its change
+    results = (project / "RESULTS.md").read_text()
+    steps = f"{QUICK['max_steps']:,}"
+    assert (
+        f"| MDLM, gated blocks fed t | learning_rate {faster} | {steps} | ≤ 2.000 ± 0.010 "
+        "| no verdict: 2.000 (1 seed) against 2.200 (1 seed) |" in results
+    )
+    assert (
+        f"| gutenberg | {4 * QUICK['max_steps']:,} | MDLM, gated blocks fed t | ≤ 1.800" in results
+    )
+    assert f"-p LEARNING_RATE {faster}" in results  # the command of the run with its change

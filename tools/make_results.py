@@ -1,56 +1,47 @@
-"""Render the results tables of README.md and learning_guide.md from the committed run metrics.
+"""Write RESULTS.md, and the small results tables of README.md and learning_guide.md, from results/.
 
-    python tools/make_results.py          # rewrite the generated blocks and RESULTS.md
+    python tools/make_results.py          # rewrite RESULTS.md and every generated block
     python tools/make_results.py --check  # exit 1 if one differs from what results/ gives
 
 The numbers come from files, never from a keyboard. A training run's metrics are the
-metrics.json that train_model.ipynb writes into its OUT_DIR, copied to results/<run_name>.json;
-sampling.ipynb's sampling_metrics.json can sit there too (results/<name>.json), and gets a
-table of its own. Each file may carry two keys of its own, added by whoever copies it:
-"machine" (what the run ran on, say "2-core Linux CPU"), and "command" (the exact command, when
-the one rebuilt here from the metrics would be wrong).
+metrics.json that train_model.ipynb writes into its OUT_DIR, copied to results/<run_name>.json
+by tools/collect_metrics.py (tools/real_runs.sh does both for the project's runs); a file may
+carry a "machine" key (what it ran on) and a "command" key (when the command rebuilt here from
+the metrics would be wrong). sampling.ipynb's sampling_metrics.json sits there too. The
+benchmark's reports are bench/reports/*.json, written by bench/run_all.py, which owns their
+printing.
 
-The block sits between the markers START and END below, each on a line of its own. Only that
-block is rewritten. learning_guide.md must have the markers; README.md may lack them (or be
-missing), and is then left alone.
+RESULTS.md is generated whole, grouped by the question each run answers. README.md and
+learning_guide.md hold a few small tables, each between the markers
+<!-- results:NAME:start --> and <!-- results:NAME:end --> (NAME one of BLOCKS); only those
+lines are rewritten.
 
-A second block, between PERF_START and PERF_END, holds the benchmark reports that
-`python bench/run_all.py --json bench/reports/<name>.json` wrote, printed as run_all prints
-them, with the command that made each; files without these markers are left alone there.
+Every verdict ("a tie", "lower") comes from one rule, `compare`, explained in its docstring
+and in the guide's §8. Runs that differ only in their seed are grouped; runs whose training
+settings differ from their mode's defaults (a learning rate, a batch size) are never grouped
+with others.
 
-A run's figure is its final estimate (metrics.json's "final": mean +- standard error over
-held-out windows) where it has one, and otherwise the live estimate of its last evaluation,
-marked "live". Runs that differ only in their seed are averaged in the MDLM-against-twin
-and time-conditioning tables, with their spread; runs whose training settings differ from
-their mode's defaults (a learning rate, a batch size) are never averaged with others, and get a
-table of their own beside the defaults' runs. A difference the error bars do not support is
-called a tie.
-
-Left out on purpose: plots (train_model.ipynb and sampling.ipynb draw them from the same
-metrics).
+Left out on purpose: plots (train_model.ipynb, sampling.ipynb and docs/make_figures.py draw them
+from the same files).
 """
 
 import argparse
 import ast
+import functools
+import io
 import json
 import math
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so that `python tools/make_results.py` finds bench/
-START, END = "<!-- results:start -->", "<!-- results:end -->"
-PERF_START, PERF_END = "<!-- performance:start -->", "<!-- performance:end -->"
-TARGETS = {"learning_guide.md": True, "README.md": False}  # file -> must it have the markers?
-GENERATED = "<!-- made by make_results.py from results/*.json: edit those, not this block -->"
-HOW_TO = (
-    "No results are committed yet. To add one, train (for example "
-    "`python -m papermill train_model.ipynb out.ipynb -p RUN_MODE quick -p DATA shakespeare`), "
-    "copy the run's `metrics.json` (in its `OUT_DIR`, by default `checkpoints/<run name>/`) to "
-    "`results/<run name>.json`, and run `python tools/make_results.py`. `tools/real_runs.sh` does "
-    "this for the project's own runs."
-)
+
+RESULTS_MD = "RESULTS.md"
+TARGETS = ("README.md", "learning_guide.md")  # files that may hold generated blocks
+GENERATED = "<!-- made by tools/make_results.py from results/*.json: edit those, not this -->"
 # train_model.ipynb's parameters that set a size; the others are named in the command anyway
 SIZE_PARAMETERS = (
     "vocab_size",
@@ -65,6 +56,24 @@ SIZE_PARAMETERS = (
     "eval_every",
     "max_chars",
 )
+# the settings that change what a run trains; max_steps is shown as the steps, and the rest of
+# settings (how often and how carefully it is evaluated, the average of the weights) do not
+RECIPE = tuple(key for key in SIZE_PARAMETERS if key not in ("max_steps", "eval_every"))
+DEFAULT_CORPUS = "gutenberg"  # the 23 books, as the project's runs name their folder
+SHAKESPEARE = "tinyshakespeare.txt"
+MIN_SEEDS = 3  # fewer seeds than this on either side: ranges, and no verdict
+
+# what each kind of run is; the MDLM's three variants and the twin's two
+KINDS = {
+    "mdlm": "MDLM, gated blocks fed t",
+    "mdlm_const": "MDLM, gated blocks fed a constant",
+    "mdlm_notc": "MDLM, plain blocks",
+    "ar_const": "AR twin, gated blocks fed a constant",
+    "ar": "AR twin, plain blocks",
+}
+
+
+# ---- reading the files ----
 
 
 def load_results(folder: Path) -> tuple[list, list]:
@@ -142,7 +151,9 @@ def duration(seconds: float) -> str:
 
 
 def machine(run: dict) -> str:
-    """'cpu, float32, 1 thread' from what metrics.json records (it does not name the CPU/GPU)."""
+    """What the run ran on: its "machine" key, else what metrics.json records."""
+    if run.get("machine"):
+        return run["machine"]
     threads = run.get("threads")
     plural = "" if threads == 1 else "s"
     return ", ".join(
@@ -164,22 +175,13 @@ def data_label(run: dict) -> str:
 
 
 def kind(run: dict) -> str:
-    """'ar'; or the MDLM's variant: 'mdlm' (adaLN fed t), 'mdlm_const' (the same blocks fed a
-    constant) or 'mdlm_notc' (plain blocks)."""
+    """One of KINDS: the MDLM's variant ('mdlm' fed t, 'mdlm_const' the same gated blocks fed a
+    constant, 'mdlm_notc' plain blocks), or the twin's ('ar_const' gated, 'ar' plain)."""
     if run["objective"] != "mdlm":
-        return "ar"
+        return "ar_const" if run.get("constant_conditioning") else "ar"
     if run.get("time_conditioning"):
         return "mdlm"
     return "mdlm_const" if run.get("constant_conditioning") else "mdlm_notc"
-
-
-# the time conditioning column of the training table, and the rows of the conditioning table
-CONDITIONING = {"mdlm": "on", "mdlm_const": "constant", "mdlm_notc": "off", "ar": "n/a"}
-VARIANTS = {
-    "mdlm": "t fed: adaLN-Zero blocks, modulated by t",
-    "mdlm_const": "constant: the same blocks, modulated by the features of t = 0 always",
-    "mdlm_notc": "plain: pre-norm blocks without modulation or gates",
-}
 
 
 def plateau_exit(run: dict, drop: float = 0.05, window: int = 50) -> int | None:
@@ -199,8 +201,9 @@ def plateau_exit(run: dict, drop: float = 0.05, window: int = 50) -> int | None:
 
 
 def held_out(run: dict) -> tuple[float, float | None]:
-    """A run's held-out bits per byte and its standard error: the final figure (the MDLM's
-    NELBO, the twin's exact loss), or the live estimate of its last evaluation (error None)."""
+    """A run's held-out bits per byte and its standard error over windows: the final figure
+    (the MDLM's NELBO, the twin's exact loss), or the live estimate of its last evaluation
+    (error None)."""
     final = run.get("final")
     if final:
         value, error = final["nelbo" if run["objective"] == "mdlm" else "nll"]
@@ -208,10 +211,13 @@ def held_out(run: dict) -> tuple[float, float | None]:
     return run["val_bpb"], None
 
 
-def left_to_right(run: dict) -> tuple[float, float] | None:
-    """An MDLM's exact likelihood left to right, (bits per byte, standard error), if measured."""
-    final = run.get("final") or {}
-    return tuple(final["left-to-right"]) if "left-to-right" in final else None
+def best_live(run: dict) -> tuple[float, int] | None:
+    """The lowest live evaluation and its step. Biased low: it is the minimum of noisy
+    estimates on 64 windows, so read it as an optimistic figure, not as a final one."""
+    history = run.get("history", {})
+    if not history.get("val_bpb"):
+        return None
+    return min(zip(history["val_bpb"], history["val_step"]))
 
 
 def shown(value: float, error: float | None, bound: bool = False) -> str:
@@ -220,74 +226,129 @@ def shown(value: float, error: float | None, bound: bool = False) -> str:
     return f"{text} ± {error:.3f}" if error is not None else f"{text} (live)"
 
 
-def training_table(runs: list) -> list[str]:
-    header = (
-        "| run | data | objective | time conditioning | params | steps | tokens seen | device "
-        "| wall time | held-out bits/byte | left to right | unigram bits/byte | ratio |"
-    )
-    lines = [header, "|" + "---|" * 3 + ":---:|" + "---:|" * 3 + "---|" + "---:|" * 5]
-    for name, run in runs:
-        is_mdlm = run["objective"] == "mdlm"
-        conditioning = CONDITIONING[kind(run)]
-        device = run.get("machine") or machine(run)
-        value, error = held_out(run)
-        exact = left_to_right(run)
-        lines.append(
-            f"| {name} | {data_label(run)} | {'MDLM' if is_mdlm else 'AR twin'} "
-            f"| {conditioning} | {millions(run['params'])} | {run['steps']:,} "
-            f"| {millions(run['tokens_seen'])} | {device} | {duration(run['wall_s'])} "
-            f"| {shown(value, error, bound=is_mdlm)} | {shown(*exact) if exact else ''} "
-            f"| {run['unigram_bpb']:.3f} | {value / run['unigram_bpb']:.3f} |"
-        )
-    defaults = mode_defaults()
-    lines += ["", "Each run, made with:", ""]
-    lines += [f"- {name}: `{command(run, defaults)}`" for name, run in runs]
-    lines += [
-        "",
-        "Held-out bits per byte: the NELBO (an upper bound) for MDLM, the exact next-token loss "
-        "for the AR twin, each as mean ± standard error over the held-out windows of the run's "
-        "final estimate. Left to right: the MDLM's exact likelihood when it reveals one token "
-        "at a time from the left, on a subset of those windows (the guide's §8 says why it is "
-        "lower than the bound). Ratio: held-out bits per byte over the unigram baseline of "
-        "the same run's tokenizer (lower is better; 1 means no better than token frequencies). "
-        "Old split: a run made before the held-out text became the last tenth of every file, "
-        "scored on ten pieces interleaved with the training text, which are easier (the guide's "
-        "§6); compare it only with runs on the same split.",
-    ]
-    return lines
+# ---- the rule: when is a difference a difference? ----
 
 
-def average(runs: list[dict], figure=held_out) -> tuple[float, float | None, str]:
-    """(mean, its error, a note on the seeds) of one figure over runs that differ in seed only.
+@functools.cache
+def t_quantile(df: float, p: float = 0.975) -> float:
+    """The p-quantile of Student's t distribution with df degrees of freedom.
 
-    The error of the mean combines the runs' own standard errors, sqrt(sum e^2) / n, and, with
-    two seeds or more, the spread between them, std / sqrt(n): the larger of the two counts.
+    t_quantile(1) = 12.706, t_quantile(2) = 4.303, t_quantile(4) = 2.776: with two seeds the
+    half-width of a 95% interval is 12.7 standard errors, not 2. The cumulative distribution
+    is the integral of the density, done by Simpson's rule, and inverted by bisection.
     """
-    pairs = [figure(run) for run in runs]
-    values = [value for value, _ in pairs]
-    errors = [error for _, error in pairs if error is not None]
-    mean = statistics.fmean(values)
-    error = math.sqrt(sum(e * e for e in errors)) / len(errors) if errors else None
-    note = ""
-    if len(values) > 1:
-        between = statistics.stdev(values) / math.sqrt(len(values))
-        error = max(error or 0.0, between)
-        note = f" ({len(values)} seeds: {', '.join(f'{v:.3f}' for v in values)})"
-    return mean, error, note
+    if not 0.5 <= p < 1 or df <= 0:
+        raise ValueError(f"need 0.5 <= p < 1 and df > 0, not p={p}, df={df}")
+    log_norm = math.lgamma((df + 1) / 2) - math.lgamma(df / 2) - 0.5 * math.log(df * math.pi)
+
+    def density(x):
+        return math.exp(log_norm - (df + 1) / 2 * math.log1p(x * x / df))
+
+    def mass_up_to(x, pieces=2000):  # P(0 <= T <= x), Simpson's rule on an even grid
+        h = x / pieces
+        inner = sum((4 if k % 2 else 2) * density(k * h) for k in range(1, pieces))
+        return h / 3 * (density(0) + inner + density(x))
+
+    low, high = 0.0, 1.0
+    while mass_up_to(high) < p - 0.5:  # widen until the quantile is inside
+        low, high = high, 2 * high
+    for _ in range(60):
+        middle = (low + high) / 2
+        low, high = (middle, high) if mass_up_to(middle) < p - 0.5 else (low, middle)
+    return (low + high) / 2
 
 
-def gap(mdlm: tuple, reference: tuple) -> str:
-    """'+35.1%', or '+0.8%, a tie' when the difference is within two combined errors."""
-    (value, error, _), (base, base_error, _) = mdlm, reference
-    text = f"{value / base - 1:+.1%}"
-    if error is None or base_error is None:
-        return text
-    return text + (", a tie" if abs(value - base) < 2 * math.hypot(error, base_error) else "")
+@dataclass
+class Verdict:
+    """The outcome of `compare`: a - b and its 95% interval, or no verdict and why."""
+
+    difference: float  # mean of a minus mean of b, bits per byte
+    relative: float  # the difference over the mean of b
+    low: float | None  # the 95% interval of the difference; None without a verdict
+    high: float | None
+    text: str  # "a tie", "lower", "higher", or "no verdict: ..."
 
 
-# the settings that change what a run trains; max_steps is shown as the steps, and the rest of
-# settings (how often and how carefully it is evaluated, the average of the weights) do not
-RECIPE = tuple(key for key in SIZE_PARAMETERS if key not in ("max_steps", "eval_every"))
+def compare(a: dict[int, float], b: dict[int, float], paired: bool) -> Verdict:
+    """The one rule behind every verdict between two settings: seed -> figure for each side.
+
+    Seeds of one setting end apart by more than the standard error of one run's estimate, so
+    the run-to-run spread is what a difference must beat, and it takes seeds to measure it:
+    - Fewer than MIN_SEEDS = 3 seeds on either side: no verdict, only the ranges.
+    - paired (the runs of each seed drew the same training batches, times and masks, as the
+      variants of one objective do): the differences a_s - b_s of the common seeds, their mean
+      d and standard error e = stdev / sqrt(n), and the interval d +- t(n - 1) e.
+    - unpaired (an MDLM against a twin: their seeds draw different streams): Welch's interval,
+      with the Welch-Satterthwaite degrees of freedom.
+    The 95% interval decides: it excludes 0, so a is "lower" or "higher" than b; it holds 0,
+    so the two are "a tie". Each run's own window error is part of its figure, so the spread
+    of the seeds already counts it.
+
+    Worked example, paired: a = {1: 2.10, 2: 2.20, 3: 2.15}, b = {1: 2.00, 2: 2.05, 3: 2.10}.
+    Differences 0.10, 0.15, 0.05: mean 0.10, stdev 0.05, e = 0.0289; t(2) = 4.303, so the
+    interval is 0.10 +- 0.124 = [-0.024, 0.224]: it holds 0, a tie. The same six numbers
+    unpaired: stdevs 0.05 and 0.05, e = 0.0408, df = 4, t(4) = 2.776, 0.10 +- 0.113: a tie.
+    """
+    mean_a, mean_b = statistics.fmean(a.values()), statistics.fmean(b.values())
+    difference = mean_a - mean_b
+    relative = difference / mean_b
+    if min(len(a), len(b)) < MIN_SEEDS:
+        span = " against ".join(
+            f"{min(side.values()):.3f}"
+            + (f" to {max(side.values()):.3f}" if len(side) > 1 else "")
+            + f" ({len(side)} seed{'s' if len(side) > 1 else ''})"
+            for side in (a, b)
+        )
+        return Verdict(difference, relative, None, None, f"no verdict: {span}")
+    if paired:
+        common = sorted(set(a) & set(b))
+        if len(common) < MIN_SEEDS:
+            raise ValueError(f"paired runs need {MIN_SEEDS} common seeds, not {common}")
+        differences = [a[seed] - b[seed] for seed in common]
+        difference = statistics.fmean(differences)
+        error = statistics.stdev(differences) / math.sqrt(len(common))
+        df = len(common) - 1
+    else:
+        va, vb = (statistics.variance(side.values()) / len(side) for side in (a, b))
+        error = math.sqrt(va + vb)
+        df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1)) if error else 1
+    half = t_quantile(df) * error
+    low, high = difference - half, difference + half
+    text = "a tie" if low <= 0 <= high else ("lower" if high < 0 else "higher")
+    return Verdict(difference, relative, low, high, text)
+
+
+def within_run(difference: float, error: float) -> str:
+    """A paired difference of two estimates on the same run's windows (left to right minus the
+    bound, the average of the weights minus the weights): 'a tie' when its 95% interval,
+    +- 1.96 standard errors over many windows, holds 0."""
+    return "a tie" if abs(difference) <= 1.96 * error else ("lower" if difference < 0 else "higher")
+
+
+def mcnemar(a: list[int], b: list[int]) -> tuple[int, int, float]:
+    """Two fillers scored on the same passages (1 right, 0 wrong): (right only for a, right only
+    for b, the exact two-sided p-value of McNemar's test).
+
+    Passages both got right, or both wrong, say nothing about which is better; under "no
+    difference" each of the n discordant passages is a fair coin. [1, 1, 0, 0, 1] against
+    [0, 0, 0, 1, 1]: 2 against 1, p = 2 P(Binomial(3, 1/2) <= 1) = 1.0.
+    """
+    only_a = sum(x > y for x, y in zip(a, b))
+    only_b = sum(y > x for x, y in zip(a, b))
+    n = only_a + only_b
+    tail = sum(math.comb(n, k) for k in range(min(only_a, only_b) + 1)) / 2**n
+    return only_a, only_b, min(1.0, 2 * tail)
+
+
+def verdict_text(verdict: Verdict) -> str:
+    """'+30.0%, higher: +0.488 [+0.40, +0.58]', '+2.3%, a tie: ...' or 'no verdict: ...'."""
+    if verdict.low is None:
+        return f"{verdict.relative:+.1%}; {verdict.text}"
+    interval = f"[{verdict.low:+.3f}, {verdict.high:+.3f}]"
+    return f"{verdict.relative:+.1%}, {verdict.text}: {verdict.difference:+.3f} {interval}"
+
+
+# ---- grouping ----
 
 
 def recipe(run: dict, defaults: dict | None) -> str:
@@ -303,201 +364,396 @@ def recipe(run: dict, defaults: dict | None) -> str:
     )
 
 
-def setting(mode: str, steps: int, changes: str) -> str:
-    """'quick, 1,600' or, with changes from the mode's defaults, 'quick, 3,200; batch_size 16'."""
-    return f"{mode}, {steps:,}" + (f"; {changes}" if changes else "")
+def steps_of(run: dict) -> int:
+    return run.get("settings", {}).get("max_steps", run["steps"])
 
 
-def grouped(runs: list) -> dict:
-    """(data, mode, max_steps, recipe) -> {kind: [runs]}: the runs that compare like with like,
-    the same data, mode, steps and training settings, whatever their seed."""
-    groups, defaults = {}, mode_defaults()
+@dataclass
+class Group:
+    """The runs of one kind that differ only in their seed: seed -> run."""
+
+    kind: str
+    runs: dict
+
+    def figures(self, figure=held_out) -> dict[int, float]:
+        return {seed: figure(run)[0] for seed, run in self.runs.items()}
+
+    def summary(self, bound: bool | None = None) -> str:
+        """'≤ 2.115 ± 0.018 (3 seeds: 2.085, 2.145, 2.115)': the mean and its standard error
+        over seeds, or one run's figure ± its window error."""
+        bound = self.kind.startswith("mdlm") if bound is None else bound
+        if len(self.runs) == 1:
+            ((seed, run),) = self.runs.items()
+            other = f" (seed {seed})" if seed != 1337 else ""  # 1337 is the notebook's SEED
+            return shown(*held_out(run), bound=bound) + other
+        values = list(self.figures().values())
+        error = statistics.stdev(values) / math.sqrt(len(values))
+        each = ", ".join(f"{v:.3f}" for v in values)
+        return f"{shown(statistics.fmean(values), error, bound)} ({len(values)} seeds: {each})"
+
+
+def grouped(runs: list, defaults: dict | None = None) -> dict:
+    """(data, mode, steps, recipe) -> {kind: Group}: the runs that compare like with like."""
+    defaults = mode_defaults() if defaults is None else defaults
+    groups = {}
     for _, run in runs:
-        steps = run.get("settings", {}).get("max_steps", run["steps"])
-        key = (data_label(run), run["mode"], steps, recipe(run, defaults))
-        groups.setdefault(key, {}).setdefault(kind(run), []).append(run)
+        key = (data_label(run), run["mode"], steps_of(run), recipe(run, defaults))
+        by_kind = groups.setdefault(key, {})
+        group = by_kind.setdefault(kind(run), Group(kind(run), {}))
+        group.runs[run.get("seed", 1337)] = run
     return groups
 
 
-def twin_table(runs: list) -> list[str]:
-    """MDLM against its AR twin, per corpus and run mode: the gap in held-out bits per byte."""
-    groups = grouped(runs)
-    pairs = [
-        (key, group)
-        for key, group in sorted(groups.items())
-        if "ar" in group and ("mdlm" in group or "mdlm_notc" in group)
-    ]
-    if not pairs:
-        return []
-    lines = [
-        "",
-        "MDLM against its AR twin (same data, tokenizer, split, backbone, optimizer and steps): "
-        "held-out bits per byte, mean ± its error over seeds and windows; gap = MDLM over the "
-        "twin, minus 1, called a tie when the difference is within two combined errors. The "
-        "twin's best is the lowest of its live evaluations (64 windows) and its step, where it "
-        "began to overfit; the last column compares the MDLM without time conditioning with "
-        "the one with it:",
-        "",
-        "| data | mode, steps | AR twin | AR twin, best (step) | MDLM | gap | gap to the best "
-        "| MDLM, left to right | gap | MDLM, no time conditioning | gap | against MDLM |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for (data, mode, steps, changes), group in pairs:
-        ar = average(group["ar"])
-        history = group["ar"][0].get("history", {})
-        best = min(zip(history["val_bpb"], history["val_step"])) if history.get("val_bpb") else None
-        cells = [shown(ar[0], ar[1]) + ar[2], f"{best[0]:.3f} ({best[1]:,})" if best else ""]
-        mdlm = average(group["mdlm"]) if "mdlm" in group else None
-        if mdlm:
-            to_best = f"{mdlm[0] / best[0] - 1:+.1%}" if best else ""
-            cells += [shown(mdlm[0], mdlm[1], bound=True) + mdlm[2], gap(mdlm, ar), to_best]
-            exact = [run for run in group["mdlm"] if left_to_right(run)]
-            lr = average(exact, left_to_right) if exact else None
-            cells += [shown(*lr[:2]) + lr[2], gap(lr, ar)] if lr else ["", ""]
-        else:
-            cells += [""] * 5
-        notc = average(group["mdlm_notc"]) if "mdlm_notc" in group else None
-        if notc:
-            cells += [shown(notc[0], notc[1], bound=True) + notc[2], gap(notc, ar)]
-            cells.append(gap(notc, mdlm) if mdlm else "")
-        else:
-            cells += [""] * 3
-        lines.append(f"| {data} | {setting(mode, steps, changes)} | " + " | ".join(cells) + " |")
-    return lines
+def quick_defaults(runs: list, data: str, defaults: dict | None) -> dict:
+    """{kind: Group} of the runs with quick mode's defaults on `data` (steps and settings)."""
+    steps = ((defaults or {}).get("quick") or {}).get("max_steps")
+    return grouped(runs, defaults).get((data, "quick", steps, ""), {})
 
 
-def conditioning_table(runs: list) -> list[str]:
-    """The MDLM's three variants side by side where at least two of them ran: what t adds, and
-    what the gated adaLN blocks add without t."""
-    groups = sorted(grouped(runs).items())
-    groups = [(key, g) for key, g in groups if sum(k in g for k in VARIANTS) >= 2 and "mdlm" in g]
+def paired(a: Group, b: Group) -> bool:
+    """Same objective: the same seed drew the same batches, times and masks for both."""
+    return a.kind[:2] == b.kind[:2]
+
+
+# ---- tables ----
+
+
+def table(header: list[str], rows: list[list[str]], right: int = 1) -> list[str]:
+    """A markdown table; the columns from `right` on are right-aligned."""
+    align = ["---"] * right + ["---:"] * (len(header) - right)
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(align) + "|",
+        *("| " + " | ".join(row) + " |" for row in rows),
+    ]
+
+
+def seeds_table(groups: dict) -> list[str]:
+    """Each kind of model in `groups`: its figure per seed, the mean, and left to right."""
+    seeds = sorted({seed for group in groups.values() for seed in group.runs})
+    rows = []
+    for kind_name in KINDS:
+        if kind_name not in groups:
+            continue
+        group = groups[kind_name]
+        per_seed = [f"{held_out(group.runs[s])[0]:.3f}" if s in group.runs else "" for s in seeds]
+        lr = [left_to_right_minus_bound(run) for run in group.runs.values()]
+        lr = [value for value in lr if value]
+        lr_text = ", ".join(f"{d:+.3f} ± {e:.3f}" for d, e in lr)
+        params = millions(next(iter(group.runs.values()))["params"])
+        rows.append([KINDS[kind_name], params, *per_seed, group.summary(), lr_text])
+    header = ["model", "parameters", *(f"seed {s}" for s in seeds)]
+    return table(header + ["mean ± s.e. over seeds", "left to right − bound, per seed"], rows)
+
+
+def left_to_right_minus_bound(run: dict) -> tuple[float, float] | None:
+    """The MDLM's exact left-to-right likelihood minus its bound on the same windows."""
+    final = run.get("final") or {}
+    return tuple(final["left-to-right - nelbo"]) if "left-to-right - nelbo" in final else None
+
+
+PAIRINGS = [  # (a, b, what the pair is): like for like first
+    ("mdlm_const", "ar_const", "gated blocks fed a constant, both"),
+    ("mdlm", "ar_const", "the gated MDLM fed t against the gated twin"),
+    ("mdlm_notc", "ar", "plain blocks, both"),
+    ("mdlm", "ar", "the gated MDLM fed t against the plain twin (not like for like)"),
+]
+
+
+def pairing_rows(groups: dict) -> list[list[str]]:
+    rows = []
+    for a, b, what in PAIRINGS:
+        if a in groups and b in groups:
+            verdict = compare(groups[a].figures(), groups[b].figures(), paired=False)
+            rows.append([what, groups[a].summary(), groups[b].summary(), verdict_text(verdict)])
+    return rows
+
+
+def pairing_table(groups: dict) -> list[str]:
+    header = ["pairing", "MDLM", "twin", "MDLM over the twin; 95% interval of the difference"]
+    return table(header, pairing_rows(groups), right=1)
+
+
+CONDITIONING = [  # (kind, what it is), against t fed
+    ("mdlm", "t fed: adaLN-Zero blocks, modulated by t"),
+    ("mdlm_const", "constant: the same blocks, fed the features of t = 0"),
+    ("mdlm_notc", "plain: pre-norm blocks, no modulation or gates"),
+]
+
+
+def conditioning_table(groups: dict, plateau: bool = True) -> list[str]:
+    rows = []
+    for variant, description in CONDITIONING:
+        if variant not in groups:
+            continue
+        group = groups[variant]
+        against = ""
+        if variant != "mdlm" and "mdlm" in groups:
+            against = verdict_text(compare(group.figures(), groups["mdlm"].figures(), True))
+        row = [description, group.summary(), against]
+        if plateau:
+            exits = [plateau_exit(run) for run in group.runs.values()]
+            row.append(", ".join(f"{e:,}" if e else "never" for e in exits))
+        rows.append(row)
+    header = ["variant", "held-out bits/byte", "against t fed (paired by seed)"]
+    return table(header + (["leaves the plateau at step"] if plateau else []), rows)
+
+
+def training_table(runs: list) -> list[str]:
+    rows = []
+    for name, run in runs:
+        value, error = held_out(run)
+        lr = left_to_right_minus_bound(run)
+        rows.append(
+            [
+                name,
+                data_label(run),
+                KINDS[kind(run)],
+                millions(run["params"]),
+                f"{run['steps']:,}",
+                millions(run["tokens_seen"]),
+                machine(run),
+                duration(run["wall_s"]),
+                shown(value, error, bound=run["objective"] == "mdlm"),
+                f"{lr[0]:+.3f} ± {lr[1]:.3f}" if lr else "",
+                f"{run['unigram_bpb']:.3f}",
+            ]
+        )
+    header = ["run", "data", "model", "params", "steps", "tokens seen", "machine", "wall time"]
+    header += ["held-out bits/byte", "left to right − bound", "unigram bits/byte"]
+    return table(header, rows, right=3)
+
+
+# ---- RESULTS.md ----
+
+
+def section(title: str, queue: str, reading: str, lines: list[str]) -> list[str]:
+    """A group of RESULTS.md: its question, the command that makes its runs, how to read it."""
+    queues = [name.strip() for name in queue.split(",") if name.strip()]
+    made = ""
+    if queues:
+        made = f"Made by `bash tools/real_runs.sh {queues[0]}`"
+        made += f" (and the queues {', '.join(queues[1:])}). " if queues[1:] else ". "
+    return ["", f"## {title}", "", made + reading, "", *lines]
+
+
+def machines(runs) -> str:
+    names = sorted({machine(run) for run in runs})
+    return "Ran on " + "; ".join(names) + "." if names else ""
+
+
+def quick_pair_section(runs: list, defaults) -> list[str]:
+    groups = quick_defaults(runs, DEFAULT_CORPUS, defaults)
     if not groups:
         return []
-    lines = [
-        "",
-        "Time conditioning, controlled (same data, tokenizer, steps and seeds; t fed and "
-        "constant have the same parameters and initialisation): held-out bits per byte, mean "
-        "± its error over seeds and windows; the gap to t fed is called a tie when the "
-        "difference is within two combined errors. The plateau: the first step at which the "
-        "training loss, averaged over 50 steps, is 5% below the unigram entropy, per seed:",
-        "",
-        "| data | mode, steps | variant | held-out bits/byte | against t fed | leaves the plateau "
-        "at step |",
-        "|---|---|---|---:|---:|---|",
-    ]
-    for (data, mode, steps, changes), group in groups:
-        fed = average(group["mdlm"])
-        for variant, description in VARIANTS.items():
-            if variant not in group:
-                continue
-            mean = average(group[variant])
-            exits = [plateau_exit(run) for run in group[variant]]
-            lines.append(
-                f"| {data} | {setting(mode, steps, changes)} | {description} "
-                f"| {shown(mean[0], mean[1], bound=True) + mean[2]} "
-                f"| {gap(mean, fed) if variant != 'mdlm' else ''} "
-                f"| {', '.join(f'{e:,}' if e else 'never' for e in exits)} |"
-            )
-    return lines
+    reading = (
+        "Quick mode on the default corpus (the 23 books, the last tenth of each held out), "
+        "every model with the same data, tokenizer, optimizer, steps and seeds. Held-out bits "
+        "per byte: the NELBO, an upper bound, for an MDLM; the exact loss for a twin. Each "
+        "seed's figure is scored on 512 held-out windows (± about 0.009); the seeds differ by "
+        "more than that, so the mean's ± is the standard error over seeds. Left to right: the "
+        "MDLM's exact likelihood when it writes each window left to right, minus its bound on "
+        "the same 64 windows. The pairings compare like with like: the rule of `compare` in "
+        "`tools/make_results.py` (fewer than three seeds a side: no verdict). "
+        + machines(r for g in groups.values() for r in g.runs.values())
+    )
+    return section(
+        "The quick pair: the MDLM against its twin",
+        "gutenberg, gutenberg_seeds, third_seed, conditioning, gated_twin",
+        reading,
+        seeds_table(groups) + ["", *pairing_table(groups)],
+    )
 
 
-def settings_table(runs: list) -> list[str]:
-    """Each model's runs with training settings other than its mode's defaults, beside the runs
-    with the defaults (the same data, mode and kind of model): the settings tried for a mode.
-    Runs that differ from the defaults only in their steps (longer runs) are left out, and so
-    are models with no run of the defaults on that data (runs of earlier defaults, say)."""
-    defaults = mode_defaults()
-    default_steps = {name: mode.get("max_steps") for name, mode in (defaults or {}).items()}
-    families = {}  # (data, mode, kind) -> {(steps, changes): [runs]}
-    for (data, mode, steps, changes), group in grouped(runs).items():
-        for variant, members in group.items():
-            if changes or steps == default_steps.get(mode):
-                families.setdefault((data, mode, variant), {})[steps, changes] = members
-    families = {  # a model with the defaults and with something else on the same data
-        (data, mode, variant): tried
-        for (data, mode, variant), tried in families.items()
-        if any(changes for _, changes in tried) and (default_steps.get(mode), "") in tried
-    }
-    if not families:
+def conditioning_section(runs: list, defaults) -> list[str]:
+    lines = []
+    for key, groups in sorted(grouped(runs, defaults).items()):
+        data, mode, steps, changes = key
+        if data != DEFAULT_CORPUS or "mdlm" not in groups:
+            continue
+        if sum(k in groups for k, _ in CONDITIONING) < 2:
+            continue
+        name = "quick mode's defaults" if not changes else f"{changes} ({steps:,} steps)"
+        lines += ["", f"With {name}:", "", *conditioning_table(groups)]
+    if not lines:
         return []
-    lines = [
+    reading = (
+        "Three variants of the MDLM on the default corpus: the gated adaLN-Zero blocks fed t, "
+        "the same blocks fed a constant (the same parameters and initialisation, without the "
+        "information in t), and plain pre-norm blocks. The same seed gives all three the same "
+        "batches, times and masks, so they are compared seed by seed (paired). The plateau: the "
+        "first step at which the training loss, averaged over 50 steps, is 5% below the unigram "
+        "entropy, per seed. " + machines(run for _, run in runs if run["objective"] == "mdlm")
+    )
+    return section("Does the network need t?", "third_seed, conditioning, former", reading, lines)
+
+
+def settings_section(runs: list, stopped: list, defaults) -> list[str]:
+    """Each model's runs with settings other than its mode's defaults, beside the defaults."""
+    default_steps = {name: mode.get("max_steps") for name, mode in (defaults or {}).items()}
+    rows = []
+    for (data, mode, steps, changes), groups in sorted(grouped(runs, defaults).items()):
+        if data != DEFAULT_CORPUS or not changes:
+            continue
+        base_groups = grouped(runs, defaults).get((data, mode, default_steps.get(mode), ""), {})
+        for kind_name, group in groups.items():
+            base = base_groups.get(kind_name)
+            against = ""
+            if base:  # another batch or vocabulary draws another stream: not paired
+                verdict = compare(group.figures(), base.figures(), paired=False)
+                against = verdict_text(verdict) if verdict.low is not None else verdict.text
+            times = ", ".join(duration(run["wall_s"]) for run in group.runs.values())
+            rows.append([KINDS[kind_name], changes, f"{steps:,}", group.summary(), against, times])
+    lines = table(
+        ["model", "settings", "steps", "held-out bits/byte", "against the defaults", "wall time"],
+        rows,
+        right=2,
+    )
+    lines += [
         "",
-        "Settings tried: runs whose training settings differ from their mode's defaults (named "
-        "in the settings column), beside the runs with the defaults, on the same data; held-out "
-        "bits per byte, mean ± its error over seeds and windows, against the defaults' (a tie "
-        "when within two combined errors), and over the unigram baseline of the run's own "
-        "tokenizer (lower is better). Wall time per seed, on the machine of the training table:",
+        "![Held-out bits per byte against the share of the run for the quick MDLM on the "
+        "default corpus, with each setting tried, every setting given the same wall time.]"
+        "(docs/img/settings_tried.png)",
         "",
-        "| data | mode | model | settings | steps | held-out bits/byte | against the defaults "
-        "| ratio | wall time |",
-        "|---|---|---|---|---:|---:|---:|---:|---|",
+        "*Drawn by `python docs/make_figures.py` from the same files.*",
     ]
-    for (data, mode, variant), tried in sorted(families.items()):
-        base = tried.get((default_steps.get(mode), ""))
-        reference = average(base) if base else None
-        for (steps, changes), members in sorted(tried.items(), key=lambda item: bool(item[0][1])):
-            mean = average(members)
-            ratio = statistics.fmean(held_out(run)[0] / run["unigram_bpb"] for run in members)
-            against = gap(mean, reference) if reference and changes else ""
-            times = ", ".join(duration(run["wall_s"]) for run in members)
-            model = {"mdlm": "MDLM", "ar": "AR twin"}.get(variant, f"MDLM, {CONDITIONING[variant]}")
-            seeds = sorted({run.get("seed", 1337) for run in members})
-            named = (changes or "the defaults") + (
-                f"; seed {seeds[0]}" if seeds != [1337] and len(seeds) == 1 else ""
-            )  # one run of another seed: say which
-            lines.append(
-                f"| {data} | {mode} | {model} | {named} | {steps:,} "
-                f"| {shown(mean[0], mean[1], bound=variant != 'ar') + mean[2]} | {against} "
-                f"| {ratio:.3f} | {times} |"
+    if stopped:
+        lines += ["", "Stopped by hand once clearly behind (their last live figure):", ""]
+        lines += [f"- `{name}`: {run.get('note', '')}" for name, run in stopped]
+    ema = ema_table(runs)
+    if ema:
+        lines += ["", "The average of the weights (EMA) against the trained weights, paired on "]
+        lines[-1] += "the same windows, times and masks of one run:"
+        lines += ["", *ema]
+    reading = (
+        "The tuning log of quick mode: every setting tried, given the steps that take the wall "
+        "time of the defaults of the day (`bench/bench_settings.py` times them side by side). "
+        "Settings are written as they differ from today's defaults. Most were tried with one "
+        "or two seeds, so they carry ranges, not verdicts. " + machines(run for _, run in runs)
+    )
+    return section("Settings tried for quick mode", "former, v2048", reading, lines)
+
+
+def ema_table(runs: list) -> list[str]:
+    rows = []
+    for name, run in runs:
+        ema = (run.get("final") or {}).get("ema")
+        if not ema:
+            continue
+        key = "nelbo" if run["objective"] == "mdlm" else "nll"
+        difference, error = ema["ema - trained"]
+        rows.append(
+            [
+                f"`{name}`",
+                f"{ema['decay']}",
+                shown(*run["final"][key]),
+                shown(*ema[key]),
+                f"{difference:+.4f} ± {error:.4f}, {within_run(difference, error)}",
+            ]
+        )
+    return table(["run", "decay", "trained weights", "their average", "average − trained"], rows)
+
+
+def longer_section(runs: list, defaults) -> list[str]:
+    quick_steps = ((defaults or {}).get("quick") or {}).get("max_steps")
+    rows = []
+    for (data, mode, steps, changes), groups in sorted(grouped(runs, defaults).items()):
+        if mode != "quick" or changes or steps == quick_steps or "old split" in data:
+            continue
+        for kind_name, group in sorted(groups.items()):
+            run = next(iter(group.runs.values()))
+            best = best_live(run)
+            rows.append(
+                [
+                    data,
+                    f"{steps:,}",
+                    KINDS[kind_name],
+                    group.summary(),
+                    f"{best[0]:.3f} ({best[1]:,})" if best else "",
+                    f"{run['tokens_seen'] / run['held_out']['tokens'] / 9:.1f}",
+                ]
             )
-    return lines
-
-
-def average_table(runs: list) -> list[str]:
-    """Every run that scored the average of its weights (EMA) beside its trained weights."""
-    rows = [(name, run) for name, run in runs if (run.get("final") or {}).get("ema")]
     if not rows:
         return []
-    lines = [
-        "",
-        "The average of the weights (EMA) against the trained weights, each run on the same "
-        "held-out windows, times and masks: held-out bits per byte ± standard error, and the "
-        "paired difference, called a tie when it is within two of its standard errors:",
-        "",
-        "| run | decay | trained weights | their average | average minus trained |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for name, run in rows:
-        ema, is_mdlm = run["final"]["ema"], run["objective"] == "mdlm"
-        key = "nelbo" if is_mdlm else "nll"
-        difference, error = ema["ema - trained"]
-        tie = ", a tie" if abs(difference) < 2 * error else ""
-        lines.append(
-            f"| {name} | {ema['decay']} | {shown(*run['final'][key], bound=is_mdlm)} "
-            f"| {shown(*ema[key], bound=is_mdlm)} | {difference:+.4f} ± {error:.4f}{tie} |"
-        )
-    return lines
+    header = ["data", "steps", "model", "held-out bits/byte", "best live (step)", "passes"]
+    reading = (
+        "The quick models trained for longer, one seed each (so no verdicts). Best live: the "
+        "lowest of the live evaluations on 64 windows, with its step; a minimum of noisy "
+        "estimates, so biased low. Passes: tokens seen over the training tokens (nine times the "
+        "held-out tokens, since a tenth of every file is held out). "
+        + machines(run for _, run in runs)
+    )
+    return section("Longer runs", "longer, longer_gutenberg", reading, table(header, rows, 3))
+
+
+def shakespeare_section(runs: list, defaults) -> list[str]:
+    groups = quick_defaults(runs, SHAKESPEARE, defaults)
+    if not groups:
+        return []
+    rows = []
+    for kind_name in KINDS:
+        if kind_name in groups:
+            run = next(iter(groups[kind_name].runs.values()))
+            best = best_live(run)
+            rows.append(
+                [
+                    KINDS[kind_name],
+                    millions(run["params"]),
+                    groups[kind_name].summary(),
+                    f"{best[0]:.3f} ({best[1]:,})" if best else "",
+                ]
+            )
+    reading = (
+        "Tiny Shakespeare (1.1 MB; nanoGPT's and char-rnn's split: the last tenth held out) at "
+        "quick mode's defaults, about 25 passes over the training text. One seed each: figures "
+        "and ranges, no verdicts. A twin whose best live figure lies far below its final one "
+        "has overfitted: it learned the training text by heart. "
+        + machines(r for g in groups.values() for r in g.runs.values())
+    )
+    header = ["model", "parameters", "held-out bits/byte", "best live (step)"]
+    return section("Tiny Shakespeare", "shakespeare, gated_twin", reading, table(header, rows))
+
+
+def sampling_section(sampling: list) -> list[str]:
+    lines = []
+    for name, figures in sampling:
+        lines += ["", *sampling_table(name, figures)]
+    if sampling:
+        lines += [
+            "",
+            "![Sample quality and cost of the shipped model's samplers against the number of "
+            "steps, beside its twin's own samples and held-out text.](docs/img/quality_vs_steps.png)",
+            "",
+            "*From `sampling.ipynb` in full mode, which writes it to its `OUT_DIR`; copied here.*",
+        ]
+    lines += benchmark_lines(ROOT / "bench" / "reports")
+    reading = (
+        "`sampling.ipynb` in full mode on the shipped model, with the shipped twin as judge "
+        "(8 samples a row, each its own call, temperature 1, no top-p). Generative perplexity: "
+        "the exponential of the judge's mean loss on the samples; lower is likelier, and "
+        "repetition lowers it too, so read it beside the entropy. The intervals are 95% "
+        "bootstrap intervals over the 8 samples. Then the benchmark's reports "
+        "(`bench/run_all.py`), each with its command: compare figures within one report only, "
+        "since the machine's speed varies from day to day."
+    )
+    return section("Samples and samplers", "", reading, lines)
 
 
 def sampling_table(name: str, figures: dict) -> list[str]:
-    where = figures.get("machine") or figures.get("device", "?")
     judge = figures.get("judge")
     lines = [
-        f"Samplers of `{figures.get('checkpoint', '?')}` ({name}, on {where}; temperature 1, "
-        "no top-k or top-p except where the row says so, one sequence per network call; "
-        f"generative perplexity under {f'`{judge}`' if judge else 'no judge'}):",
+        f"Samplers of `{figures.get('checkpoint', '?')}` ({name}, on "
+        f"{figures.get('machine') or figures.get('device', '?')}; generative perplexity under "
+        f"{f'`{judge}`' if judge else 'no judge'}):",
         "",
-        "| sampler | steps | network calls per sequence | tokens/s | unigram entropy (bits) "
-        "| distinct-2 | generative perplexity |",
-        "|---|---:|---:|---:|---:|---:|---:|",
     ]
 
-    def perplexity(row: dict) -> str:
-        value = row.get("generative_perplexity")
-        return "" if value is None else f"{value:.1f}"
-
-    def number(value: float, form: str) -> str:
-        return "" if value is None or math.isnan(value) else format(value, form)
+    def cell(row, key, form):
+        value, interval = row.get(key), row.get(f"{key}_interval")
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return ""
+        text = format(value, form)
+        return text + (f" [{interval[0]:{form}}, {interval[1]:{form}}]" if interval else "")
 
     twin = [
         {**row, "method": f"{row['method']} (the judge's own samples, judged by itself)"}
@@ -507,77 +763,70 @@ def sampling_table(name: str, figures: dict) -> list[str]:
         {**row, "method": f"{row['method']} of the training split (calibration)"}
         for row in figures.get("calibration", [])
     ]
-    for row in figures["sweep"] + twin + calibration:
-        lines.append(
-            f"| {row['method']} | {row['steps']} | {number(row['nfe_per_sequence'], '.1f')} "
-            f"| {number(row['tokens_per_second'], '.0f')} | {row['unigram_entropy']:.3f} "
-            f"| {row['distinct_2']:.3f} | {perplexity(row)} |"
-        )
     reference = figures.get("held_out_reference")
-    if reference:
-        lines.append(
-            f"| held-out text | | | | {reference['unigram_entropy']:.3f} "
-            f"| {reference['distinct_2']:.3f} | {perplexity(reference)} |"
-        )
-    cache = figures.get("cache")
-    if cache:
-        on = f" (on `{cache['checkpoint']}`)" if cache.get("checkpoint") else ""
+    held = [{**reference, "method": "held-out text", "steps": ""}] if reference else []
+    rows = [
+        [
+            row["method"],
+            str(row.get("steps", "")),
+            cell(row, "nfe_per_sequence", ".1f"),
+            cell(row, "tokens_per_second", ".0f"),
+            cell(row, "unigram_entropy", ".2f"),
+            cell(row, "distinct_2", ".3f"),
+            cell(row, "generative_perplexity", ".1f"),
+        ]
+        for row in figures["sweep"] + twin + calibration + held
+    ]
+    header = ["sampler", "steps", "calls per sequence", "tokens/s", "unigram entropy (bits)"]
+    lines += table(header + ["distinct-2", "generative perplexity"], rows)
+    lazy = figures.get("lazy") or figures.get("cache")
+    if lazy:
+        calls = lazy.get("nfe_lazy", lazy.get("nfe_cached"))
+        what = "The lazy sampler" if "nfe_lazy" in lazy else "The cache (of an earlier version)"
         lines += [
             "",
-            f"The cache at {cache['steps']} steps{on}: {cache['nfe_cached']} network calls "
-            f"instead of {cache['nfe_plain']}, {cache['speedup']:.1f}x faster, the same samples: "
-            f"{cache['same_samples']}.",
+            f"{what} at {lazy['steps']} steps: {calls} network calls instead of "
+            f"{lazy['nfe_plain']}, {lazy['speedup']:.1f}x faster, the same samples: "
+            f"{lazy['same_samples']}.",
         ]
     infill = figures.get("infill_recovery")
     if infill:
-        lines += [
-            "",
-            f"Filling a gap in the middle of {infill['passages']} held-out passages of "
-            f"{infill['passage_length']} tokens, spread over the held-out text (greedy; the "
-            "twin sees only the beginning; t = gap / L starts a time-conditioned MDLM at the "
-            "t that matches the gap):",
-            "",
-            "| gap (tokens) | who | exact match | token accuracy |",
-            "|---:|---|---:|---:|",
-        ]
-        for span, by_whom in infill["spans"].items():
-            for who, row in by_whom.items():
-                lines.append(
-                    f"| {span} | {who} | {row['exact_match']:.3f} | {row['token_accuracy']:.3f} |"
-                )
+        lines += ["", *infill_lines(infill)]
     return lines
 
 
-def render(results_dir: Path) -> str:
-    """The text between the markers (without them), from the files in results_dir."""
-    training, sampling = load_results(results_dir)
-    lines = [GENERATED]
-    if not training and not sampling:
-        lines.append(HOW_TO)
-    if training:
-        lines += training_table(training)
-        lines += twin_table(training)
-        lines += conditioning_table(training)
-        lines += settings_table(training)
-        lines += average_table(training)
-    for name, figures in sampling:
-        lines += [""] + sampling_table(name, figures)
-    return "\n".join(lines)
+def infill_lines(infill: dict) -> list[str]:
+    lines = [
+        f"Filling a gap in the middle of {infill['passages']} held-out passages of "
+        f"{infill['passage_length']} tokens (greedy; the twin sees only the beginning):",
+        "",
+    ]
+    rows, tests = [], []
+    for span, by_whom in infill["spans"].items():
+        for who, row in by_whom.items():
+            rows.append(
+                [str(span), who, f"{row['exact_match']:.3f}", f"{row['token_accuracy']:.3f}"]
+            )
+        names = [who for who, row in by_whom.items() if "matched" in row]
+        for first, second in zip(names, names[1:]):
+            only_a, only_b, p = mcnemar(by_whom[first]["matched"], by_whom[second]["matched"])
+            verdict = "a tie" if p >= 0.05 else "a difference"
+            tests.append(
+                f"- gap {span}: {first} right alone on {only_a} passages, {second} on "
+                f"{only_b}: McNemar's exact p = {p:.2f}, {verdict}."
+            )
+    lines += table(["gap (tokens)", "who", "exact match", "token accuracy"], rows, right=2)
+    return lines + (["", *tests] if tests else [])
 
 
-def render_performance(reports_dir: Path) -> str:
-    """The performance block: every bench/reports/*.json of bench/run_all.py, as it printed it."""
-    import io
-
-    from bench.run_all import print_report  # imports torch: only when there is a report
-
-    lines = [GENERATED.replace("results/*.json", "bench/reports/*.json")]
+def benchmark_lines(reports_dir: Path) -> list[str]:
+    """Every bench/reports/*.json as bench/run_all.py prints it, with its command."""
     paths = sorted(Path(reports_dir).glob("*.json"))
     if not paths:
-        lines.append(
-            "No benchmark report is committed yet: run `python bench/run_all.py --json "
-            "bench/reports/<machine>.json` and then `python tools/make_results.py`."
-        )
+        return []
+    from bench.run_all import print_report  # imports torch: only when there is a report
+
+    lines = []
     for path in paths:
         report = json.loads(path.read_text(encoding="utf-8"))
         printed = io.StringIO()
@@ -590,37 +839,263 @@ def render_performance(reports_dir: Path) -> str:
             printed.getvalue().strip("\n"),
             "```",
         ]
-    return "\n".join(lines)
+    return lines
 
 
-def replace_block(text: str, block: str, start_marker=START, end_marker=END) -> str | None:
-    """text with the lines between the markers replaced by block; None if no markers."""
-    start, end = text.find(start_marker), text.find(end_marker)
-    if start < 0 or end < start:
-        return None
-    return text[: start + len(start_marker)] + "\n" + block + "\n" + text[end:]
+PEERS = [  # (model, data, held-out figure, source): other projects' numbers, with their source
+    (
+        "nanoGPT, character-level, 6 layers of 384",
+        "Tiny Shakespeare",
+        "1.4697 nats/char = 2.120 bits/byte (its best evaluation)",
+        "[karpathy/nanoGPT](https://github.com/karpathy/nanoGPT) README",
+    ),
+    (
+        "nanoGPT's CPU recipe, character-level, 4 layers of 128",
+        "Tiny Shakespeare",
+        "1.88 nats/char = 2.71 bits/byte",
+        "[karpathy/nanoGPT](https://github.com/karpathy/nanoGPT) README",
+    ),
+    (
+        "nanoDLM, character-level MDLM, 10M parameters",
+        "Tiny Shakespeare",
+        "NELBO 1.617 nats/char = 2.333 bits/byte",
+        "[nanoDLM](https://github.com/SoumilBhandari/nanoDLM)",
+    ),
+    (
+        "nanoDLM, MDLM and its matched AR model",
+        "TinyStories (50 MB)",
+        "at most 1.097 against 0.527 nats/char",
+        "[nanoDLM](https://github.com/SoumilBhandari/nanoDLM)",
+    ),
+    (
+        "MDLM and AR transformer, 110M parameters",
+        "LM1B, 33B tokens",
+        "perplexity at most 27.04 against 22.32",
+        "[Sahoo et al., 2024](https://arxiv.org/abs/2406.07524)",
+    ),
+    (
+        "MDLM and AR transformer",
+        "OpenWebText",
+        "perplexity at most 23.21 against 17.54",
+        "[Sahoo et al., 2024](https://arxiv.org/abs/2406.07524)",
+    ),
+]
+
+
+def peers_section() -> list[str]:
+    reading = (
+        "Other projects' figures, with their sources, to set the scale. Tiny Shakespeare is "
+        "ASCII, so a character is a byte and nats per character over ln 2 are bits per byte; "
+        "nanoGPT holds out the same last tenth, so its figures compare with the Tiny "
+        "Shakespeare runs above (compare its best evaluation with a twin's best live figure). "
+        "The perplexities are per token of other tokenizers and do not convert to bits per "
+        "byte without the byte counts."
+    )
+    rows = [list(peer) for peer in PEERS]
+    return section("The peers", "", reading, table(["model", "data", "held-out", "source"], rows))
+
+
+REMOVED = [  # (the runs, the lesson in one sentence, the commit that holds their files)
+    (
+        "`*_gutenberg_prose`: four runs scored on the old split",
+        "The old split (every tenth of 100 pieces of the joined corpus) sat between training "
+        "text of the same chapters and flattered every figure: the same quick MDLM's live "
+        "estimate was 2.210 bits per byte on it and 2.261 on the last tenth of every book, the "
+        "unigram baseline 2.892 against 2.924.",
+        "ccdfdbb",
+    ),
+]
+
+
+def removed_section() -> list[str]:
+    lines = [
+        f"- {runs}. {lesson} Their files: `git show {commit}:results/`."
+        for runs, lesson, commit in REMOVED
+    ]
+    return section(
+        "Runs that left results/",
+        "",
+        "Runs of superseded settings whose lesson is one sentence; the commit keeps their files.",
+        lines,
+    )
+
+
+def every_run_section(runs: list, defaults) -> list[str]:
+    lines = training_table(runs) + ["", "Each run, made with:", ""]
+    lines += [f"- {name}: `{command(run, defaults)}`" for name, run in runs]
+    reading = (
+        "Every training run in `results/`, with the machine it ran on and the command that "
+        "makes it. Wall times include the final figures and vary with the machine's load; they "
+        "do not compare across days."
+    )
+    return section("Every run", "", reading, lines)
+
+
+def render_results(root: Path) -> str:
+    """The whole of RESULTS.md."""
+    training, sampling = load_results(root / "results")
+    stopped, _ = load_results(root / "results" / "stopped")
+    defaults = mode_defaults(root / "train_model.ipynb")
+    lines = [
+        "# Results",
+        "",
+        GENERATED,
+        "",
+        "Every number the README and the guide quote, with the runs behind it, grouped by the "
+        "question it answers. `python tools/make_results.py` writes this file from "
+        "`results/*.json` and `bench/reports/*.json`; a test fails when the two disagree. The "
+        "rule for calling a difference a difference is `compare` in `tools/make_results.py`: "
+        "at least three seeds a side, and a 95% t-interval that excludes zero; with fewer "
+        "seeds, ranges and no verdict.",
+    ]
+    if not training and not sampling:
+        lines += ["", "No results are committed yet: `bash tools/real_runs.sh` makes them."]
+    lines += quick_pair_section(training, defaults)
+    lines += conditioning_section(training, defaults)
+    lines += settings_section(training, stopped, defaults)
+    lines += longer_section(training, defaults)
+    lines += shakespeare_section(training, defaults)
+    lines += sampling_section(sampling)
+    lines += peers_section()
+    lines += removed_section()
+    if training:
+        lines += every_run_section(training, defaults)
+    return "\n".join(lines) + "\n"
+
+
+# ---- the small blocks of README.md and learning_guide.md ----
+
+
+def link(anchor: str) -> str:
+    return f"[details](RESULTS.md#{anchor})"
+
+
+def headline_block(training: list, sampling: list, defaults) -> list[str]:
+    """The README's one table: the quick pair on both corpora, the longer runs, the peers."""
+    rows = []
+    for data, corpus in [(DEFAULT_CORPUS, "23 novels"), (SHAKESPEARE, "Tiny Shakespeare")]:
+        groups = quick_defaults(training, data, defaults)
+        anchor = (
+            "the-quick-pair-the-mdlm-against-its-twin"
+            if data == DEFAULT_CORPUS
+            else ("tiny-shakespeare")
+        )
+        for kind_name in ("mdlm", "ar_const", "ar"):
+            if kind_name in groups:
+                label = f"quick {KINDS[kind_name]}"
+                rows.append([label, corpus, groups[kind_name].summary(), link(anchor)])
+    quick_steps = ((defaults or {}).get("quick") or {}).get("max_steps")
+    for (data, mode, steps, changes), groups in sorted(grouped(training, defaults).items()):
+        if data == DEFAULT_CORPUS and mode == "quick" and not changes and steps > quick_steps:
+            for kind_name in ("mdlm", "ar"):
+                if kind_name in groups:
+                    label = f"{KINDS[kind_name]}, {steps:,} steps"
+                    rows.append(
+                        [label, "23 novels", groups[kind_name].summary(), link("longer-runs")]
+                    )
+    rows.append(["nanoGPT, characters, 10.7M parameters (a peer)", "Tiny Shakespeare", "2.120",
+                 link("the-peers")])  # fmt: skip
+    header = ["model", "data", "held-out bits/byte (± s.e.)", ""]
+    return table(header, rows[:8], right=2)
+
+
+def twin_block(training: list, sampling: list, defaults) -> list[str]:
+    groups = quick_defaults(training, DEFAULT_CORPUS, defaults)
+    return table(
+        ["pairing", "MDLM", "twin", "MDLM over the twin; 95% interval"], pairing_rows(groups)
+    )
+
+
+def conditioning_block(training: list, sampling: list, defaults) -> list[str]:
+    groups = quick_defaults(training, DEFAULT_CORPUS, defaults)
+    return conditioning_table(groups, plateau=False)
+
+
+def small_data_block(training: list, sampling: list, defaults) -> list[str]:
+    rows = []
+    for (data, mode, steps, changes), groups in sorted(grouped(training, defaults).items()):
+        if data != SHAKESPEARE or changes or mode != "quick":
+            continue
+        for kind_name in ("mdlm", "ar"):
+            if kind_name in groups:
+                run = next(iter(groups[kind_name].runs.values()))
+                best = best_live(run)
+                rows.append(
+                    [
+                        KINDS[kind_name],
+                        f"{steps:,}",
+                        f"{best[0]:.3f} ({best[1]:,})" if best else "",
+                        groups[kind_name].summary(),
+                    ]
+                )
+    return table(["model", "steps", "best live (step)", "at the end"], rows)
+
+
+def samples_block(training: list, sampling: list, defaults) -> list[str]:
+    if not sampling:
+        return ["No sampling results are committed yet."]
+    figures = sampling[-1][1]
+    wanted = [row for row in figures["sweep"] if row["steps"] in (64,) and row["method"] != "lazy"]
+    wanted += figures.get("autoregressive_reference", [])[:1] + figures.get("calibration", [])
+    reference = figures.get("held_out_reference")
+    rows = []
+    for row in wanted + ([{**reference, "method": "held-out text"}] if reference else []):
+        name = row["method"] + (f", {row['steps']} steps" if row.get("steps") else "")
+        ppl, interval = row.get("generative_perplexity"), row.get("generative_perplexity_interval")
+        ppl_text = "" if ppl is None else f"{ppl:.0f}"
+        if interval:
+            ppl_text += f" [{interval[0]:.0f}, {interval[1]:.0f}]"
+        rows.append([name, ppl_text, f"{row['unigram_entropy']:.2f}"])
+    return table(["text", "generative perplexity [95%]", "unigram entropy (bits)"], rows)
+
+
+BLOCKS = {
+    "headline": headline_block,
+    "twin": twin_block,
+    "conditioning": conditioning_block,
+    "small_data": small_data_block,
+    "samples": samples_block,
+}
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- results:{name}:start -->", f"<!-- results:{name}:end -->"
+
+
+def replace_blocks(text: str, rendered: dict[str, list[str]]) -> str:
+    """text with the lines between each pair of markers replaced; unknown names are an error."""
+    start = 0
+    while (found := text.find("<!-- results:", start)) >= 0:
+        name = text[found + len("<!-- results:") :].split(":", 1)[0]
+        begin, end = markers(name)
+        if name not in rendered or not text.startswith(begin, found):
+            raise ValueError(f"unknown or broken results block {name!r}: names are {list(BLOCKS)}")
+        stop = text.find(end, found)
+        if stop < 0:
+            raise ValueError(f"results block {name!r} has no {end}")
+        block = "\n".join([GENERATED, *rendered[name]])
+        text = text[: found + len(begin)] + "\n" + block + "\n" + text[stop:]
+        start = text.find(end, found) + len(end)
+    return text
 
 
 def update(root: Path = ROOT, check: bool = False) -> list[str]:
-    """Rewrite (or with check, only compare) every target's block. Returns what was wrong."""
-    block = render(root / "results")
-    problems = []
-    for name, required in TARGETS.items():
+    """Rewrite (or with check, only compare) RESULTS.md and every block. Returns what differed."""
+    training, sampling = load_results(root / "results")
+    defaults = mode_defaults(root / "train_model.ipynb")
+    rendered = {name: block(training, sampling, defaults) for name, block in BLOCKS.items()}
+    wanted = {root / RESULTS_MD: render_results(root)}
+    for name in TARGETS:
         path = root / name
-        text = path.read_text(encoding="utf-8") if path.exists() else ""
-        new = replace_block(text, block)
-        if new is None:
-            if required:
-                problems.append(f"{name}: no {START} ... {END} block")
-            continue
-        if PERF_START in new:  # the benchmark block, where a file has its markers
-            new = replace_block(
-                new, render_performance(root / "bench" / "reports"), PERF_START, PERF_END
-            )
-        if new != text:
-            problems.append(f"{name}: the results block is not what results/ gives")
+        if path.exists():
+            wanted[path] = replace_blocks(path.read_text(encoding="utf-8"), rendered)
+    problems = []
+    for path, text in wanted.items():
+        old = path.read_text(encoding="utf-8") if path.exists() else None
+        if old != text:
+            problems.append(f"{path.name}: not what results/ gives")
             if not check:
-                path.write_text(new, encoding="utf-8")
+                path.write_text(text, encoding="utf-8")
     return problems
 
 
@@ -628,14 +1103,16 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
     args = parser.parse_args(argv)
-    problems = update(ROOT, check=args.check)
-    missing = [problem for problem in problems if f"no {START}" in problem]
+    try:
+        problems = update(ROOT, check=args.check)
+    except (ValueError, OSError) as error:
+        print(f"make_results.py: {error}", file=sys.stderr)
+        return 2
     for problem in problems:
-        stale = " (run python tools/make_results.py)" if args.check else " (rewritten)"
-        print(problem + ("" if problem in missing else stale))
+        print(problem + (" (run python tools/make_results.py)" if args.check else " (rewritten)"))
     if not problems:
-        print("results blocks agree with results/")
-    return 1 if missing or (args.check and problems) else 0
+        print("RESULTS.md and the results blocks agree with results/")
+    return 1 if args.check and problems else 0
 
 
 if __name__ == "__main__":
