@@ -631,3 +631,13 @@ def test_runs_with_other_settings_are_kept_apart_and_set_beside_the_defaults(pro
         f"| gutenberg | {4 * QUICK['max_steps']:,} | MDLM, gated blocks fed t | ≤ 1.800" in results
     )
     assert f"-p LEARNING_RATE {faster}" in results  # the command of the run with its change
+
+
+def test_the_contents_give_each_section_its_reading_time():
+    """A reading time beside each section: its words at 200 a minute, rounded, at least 1."""
+    guide = (ROOT / "learning_guide.md").read_text(encoding="utf-8")
+    listed = dict(re.findall(r"^\| \[(\d+)\. [^\]]+\]\(#[^)]+\) \| (\d+) min \|$", guide, re.M))
+    sections = re.split(r"(?m)^## (\d+)\. .*$", guide)[1:]
+    words = {number: len(body.split()) for number, body in zip(sections[::2], sections[1::2])}
+    expected = {number: str(max(1, round(count / 200))) for number, count in words.items()}
+    assert listed == expected, f"the contents should say {expected}"

@@ -378,9 +378,9 @@ class Group:
     def figures(self, figure=held_out) -> dict[int, float]:
         return {seed: figure(run)[0] for seed, run in self.runs.items()}
 
-    def summary(self, bound: bool | None = None) -> str:
+    def summary(self, bound: bool | None = None, compact: bool = False) -> str:
         """'≤ 2.115 ± 0.018 (3 seeds: 2.085, 2.145, 2.115)': the mean and its standard error
-        over seeds, or one run's figure ± its window error."""
+        over seeds, or one run's figure ± its window error; compact: '... (3 seeds)'."""
         bound = self.kind.startswith("mdlm") if bound is None else bound
         if len(self.runs) == 1:
             ((seed, run),) = self.runs.items()
@@ -388,8 +388,8 @@ class Group:
             return shown(*held_out(run), bound=bound) + other
         values = list(self.figures().values())
         error = statistics.stdev(values) / math.sqrt(len(values))
-        each = ", ".join(f"{v:.3f}" for v in values)
-        return f"{shown(statistics.fmean(values), error, bound)} ({len(values)} seeds: {each})"
+        each = "" if compact else ": " + ", ".join(f"{v:.3f}" for v in values)
+        return f"{shown(statistics.fmean(values), error, bound)} ({len(values)} seeds{each})"
 
 
 def grouped(runs: list, defaults: dict | None = None) -> dict:
@@ -460,12 +460,13 @@ PAIRINGS = [  # (a, b, what the pair is): like for like first
 ]
 
 
-def pairing_rows(groups: dict) -> list[list[str]]:
+def pairing_rows(groups: dict, compact: bool = False) -> list[list[str]]:
     rows = []
     for a, b, what in PAIRINGS:
         if a in groups and b in groups:
             verdict = compare(groups[a].figures(), groups[b].figures(), paired=False)
-            rows.append([what, groups[a].summary(), groups[b].summary(), verdict_text(verdict)])
+            mdlm, twin = (groups[k].summary(compact=compact) for k in (a, b))
+            rows.append([what, mdlm, twin, verdict_text(verdict)])
     return rows
 
 
@@ -490,7 +491,7 @@ def conditioning_table(groups: dict, plateau: bool = True) -> list[str]:
         against = ""
         if variant != "mdlm" and "mdlm" in groups:
             against = verdict_text(compare(group.figures(), groups["mdlm"].figures(), True))
-        row = [description, group.summary(), against]
+        row = [description, group.summary(compact=not plateau), against]
         if plateau:
             exits = [plateau_exit(run) for run in group.runs.values()]
             row.append(", ".join(f"{e:,}" if e else "never" for e in exits))
@@ -722,7 +723,8 @@ def sampling_section(sampling: list) -> list[str]:
         lines += [
             "",
             "![Sample quality and cost of the shipped model's samplers against the number of "
-            "steps, beside its twin's own samples and held-out text.](docs/img/quality_vs_steps.png)",
+            "steps, beside its twin's own samples and held-out text.]"
+            "(docs/img/quality_vs_steps.png)",
             "",
             "*From `sampling.ipynb` in full mode, which writes it to its `OUT_DIR`; copied here.*",
         ]
@@ -984,7 +986,8 @@ def headline_block(training: list, sampling: list, defaults) -> list[str]:
         for kind_name in ("mdlm", "ar_const", "ar"):
             if kind_name in groups:
                 label = f"quick {KINDS[kind_name]}"
-                rows.append([label, corpus, groups[kind_name].summary(), link(anchor)])
+                summary = groups[kind_name].summary(compact=True)
+                rows.append([label, corpus, summary, link(anchor)])
     quick_steps = ((defaults or {}).get("quick") or {}).get("max_steps")
     for (data, mode, steps, changes), groups in sorted(grouped(training, defaults).items()):
         if data == DEFAULT_CORPUS and mode == "quick" and not changes and steps > quick_steps:
@@ -1003,7 +1006,8 @@ def headline_block(training: list, sampling: list, defaults) -> list[str]:
 def twin_block(training: list, sampling: list, defaults) -> list[str]:
     groups = quick_defaults(training, DEFAULT_CORPUS, defaults)
     return table(
-        ["pairing", "MDLM", "twin", "MDLM over the twin; 95% interval"], pairing_rows(groups)
+        ["pairing", "MDLM", "twin", "MDLM over the twin; 95% interval"],
+        pairing_rows(groups, compact=True),
     )
 
 
