@@ -30,7 +30,6 @@ Left out on purpose: plots (train_model.ipynb and sampling.ipynb draw them from 
 metrics).
 """
 
-import argparse
 import ast
 import json
 import math
@@ -40,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so that `python tools/make_results.py` finds bench/
+from tools import cli  # noqa: E402
+
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 PERF_START, PERF_END = "<!-- performance:start -->", "<!-- performance:end -->"
 TARGETS = {"learning_guide.md": True, "README.md": False}  # file -> must it have the markers?
@@ -71,7 +72,10 @@ def load_results(folder: Path) -> tuple[list, list]:
     """(training runs, sampling runs) in results/, each a list of (name, dict) sorted by name."""
     training, sampling = [], []
     for path in sorted(Path(folder).glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:  # not JSON, or not UTF-8
+            raise ValueError(f"{path} is not a JSON file ({error})") from None
         if isinstance(data, dict) and "sweep" in data:
             sampling.append((path.stem, data))
         elif isinstance(data, dict) and {"objective", "val_bpb", "unigram_bpb"} <= data.keys():
@@ -625,10 +629,11 @@ def update(root: Path = ROOT, check: bool = False) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
     args = parser.parse_args(argv)
-    problems = update(ROOT, check=args.check)
+    with cli.refusing(ValueError):  # a file in results/ that is not a run's figures
+        problems = update(ROOT, check=args.check)
     missing = [problem for problem in problems if f"no {START}" in problem]
     for problem in problems:
         stale = " (run python tools/make_results.py)" if args.check else " (rewritten)"
