@@ -50,11 +50,11 @@ RUN_MODES = {
 # fmt: on
 
 
-SWITCHES = ("RESUME", "OVERWRITE", "TIME_CONDITIONING", "CONSTANT_CONDITIONING", "COMPILE")
-WORDS = ("RUN_MODE", "DATA", "OUT_DIR", "DEVICE", "PRECISION", "OBJECTIVE", "TEXT_ERRORS")
+SWITCH_KNOBS = ("RESUME", "OVERWRITE", "TIME_CONDITIONING", "CONSTANT_CONDITIONING", "COMPILE")
+TEXT_KNOBS = ("RUN_MODE", "DATA", "OUT_DIR", "DEVICE", "PRECISION", "OBJECTIVE", "TEXT_ERRORS")
 # The knobs a run mode fills in, each with the least that works: BPE starts from the 256 bytes
 # and its special tokens; in a window of one token there is nothing to predict from.
-SIZES = {
+SIZE_KNOBS = {
     "VOCAB_SIZE": 256 + len(DEFAULT_SPECIAL_TOKENS),
     "SEQ_LEN": 2,
     "N_LAYER": 1,
@@ -82,10 +82,10 @@ def resolve_settings(knobs: dict) -> tuple[str, dict]:
     def is_number(value, whole=False):  # True and False are ints to Python, not to a learner
         return isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
 
-    for name in SWITCHES:
+    for name in SWITCH_KNOBS:
         if not isinstance(knobs[name], bool):  # "false" would count as True
             refuse(name, "must be True or False")
-    for name in WORDS:
+    for name in TEXT_KNOBS:
         if not isinstance(knobs[name], str):
             refuse(name, "must be a string, in quotes")
     if knobs["RUN_MODE"] not in ("auto", *RUN_MODES):
@@ -96,13 +96,13 @@ def resolve_settings(knobs: dict) -> tuple[str, dict]:
         refuse("TEXT_ERRORS", "must be 'strict' (stop on bytes that are not UTF-8) or 'replace'")
     if not knobs["DATA"]:
         refuse("DATA", "must name a corpus ('gutenberg', 'shakespeare') or a .txt file or folder")
-    if knobs["OBJECTIVE"] == "mdlm" and knobs["TIME_CONDITIONING"]:
-        if knobs["CONSTANT_CONDITIONING"]:
-            refuse("CONSTANT_CONDITIONING", "feeds the blocks a constant, not t: it needs "
-                   "TIME_CONDITIONING = False")  # fmt: skip
+    both = knobs["TIME_CONDITIONING"] and knobs["CONSTANT_CONDITIONING"]
+    if both and knobs["OBJECTIVE"] == "mdlm":  # the twin never sees t: TIME_CONDITIONING is moot
+        refuse("CONSTANT_CONDITIONING", "feeds the blocks a constant instead of t: set "
+               "TIME_CONDITIONING = False")  # fmt: skip
     if knobs["RESUME"] and knobs["OVERWRITE"]:
-        refuse("OVERWRITE", "and RESUME = True exclude each other: continue the run in OUT_DIR, "
-               "or replace it")  # fmt: skip
+        refuse("OVERWRITE", "replaces the run in OUT_DIR that RESUME = True would continue: "
+               "set one of them to False")  # fmt: skip
     if not is_number(knobs["SEED"], whole=True) or not -(2**63) <= knobs["SEED"] < 2**64:
         refuse("SEED", "must be a whole number that torch.manual_seed takes, 0 to 2**64 - 1")
     if not is_number(knobs["EMA_DECAY"]) or not 0 <= knobs["EMA_DECAY"] < 1:  # nan fails too
@@ -113,7 +113,7 @@ def resolve_settings(knobs: dict) -> tuple[str, dict]:
     rate = knobs["LEARNING_RATE"]
     if rate is not None and (not is_number(rate) or not 0 < rate < math.inf):
         refuse("LEARNING_RATE", "must be None (the run mode's) or a positive number, e.g. 1e-3")
-    for name, least in SIZES.items():
+    for name, least in SIZE_KNOBS.items():
         value = knobs[name]
         if value is not None and (not is_number(value, whole=True) or value < least):
             refuse(name, f"must be None (the run mode's) or a whole number, {least} or more")
@@ -122,7 +122,9 @@ def resolve_settings(knobs: dict) -> tuple[str, dict]:
     if mode == "auto":
         mode = "full" if torch.cuda.is_available() else "quick"
     S = dict(RUN_MODES[mode], ema_decay=knobs["EMA_DECAY"])
-    S.update({name.lower(): knobs[name] for name in SIZES if knobs[name] is not None})
+    for name in [*SIZE_KNOBS, "LEARNING_RATE"]:  # the run mode's value, unless the knob is set
+        if knobs[name] is not None:
+            S[name.lower()] = knobs[name]
     shape = ", ".join(  # the values and where each came from: a knob, or the run mode
         f"{name} = {S[name.lower()]}" + ("" if knobs[name] is not None else f" ({mode} mode's)")
         for name in ("D_MODEL", "N_HEAD")
@@ -1100,4 +1102,4 @@ def final_figures(
     return figures
 
 
-SOURCE_SHA256 = "9efef0a976aeaf89452d65a2ad364a0fc7238a45387315c9c3ed42f9e0e8b122"
+SOURCE_SHA256 = "9cd63cff24a94ee6bdc8b58ed7853f31f9bd5de39cceb3e9782737adeb59ec6c"

@@ -1,7 +1,7 @@
 """
 Watch a masked diffusion language model write: text emerges from a sequence of masks.
 
-    python sample_visual.py                                   # the newest checkpoint
+    python sample_visual.py                     # the newest checkpoint: its first line says which
     python sample_visual.py --sampler confidence --steps 64 --prompt "ROMEO:"
     python sample_visual.py --headless --out docs/img/unmasking.gif       # no display needed
 

@@ -28,7 +28,7 @@ def parameters_cell() -> dict:
 
 
 DEFAULTS = {**parameters_cell(), "RUN_MODE": "smoke"}  # smoke: the same sizes on any machine
-NUMERIC = [*M.SIZES, "SEED", "EMA_DECAY", "STOP_AFTER", "LEARNING_RATE"]
+NUMERIC = [*M.SIZE_KNOBS, "SEED", "EMA_DECAY", "STOP_AFTER", "LEARNING_RATE"]
 ANY_VALUE = st.one_of(
     st.none(),
     st.booleans(),
@@ -48,8 +48,20 @@ def test_the_defaults_are_accepted():
     assert M.resolve_settings(DEFAULTS) == ("smoke", {**M.RUN_MODES["smoke"], "ema_decay": 0.0})
 
 
+def test_every_knob_of_a_run_mode_is_used_when_set():
+    """Each setting of RUN_MODES that the parameters cell has a knob for: set to another value
+    that works (twice the mode's), S holds that value; left at None, the mode's."""
+    smoke = M.RUN_MODES["smoke"]
+    knobs = [key.upper() for key in smoke if key.upper() in DEFAULTS]
+    assert len(knobs) == 11  # vocab_size ... max_chars: every size, and the learning rate
+    for name in knobs:
+        value = 2 * smoke[name.lower()]
+        assert M.resolve_settings({**DEFAULTS, name: value})[1][name.lower()] == value, name
+        assert M.resolve_settings({**DEFAULTS, name: None})[1][name.lower()] == smoke[name.lower()]
+
+
 def test_every_knob_of_the_parameters_cell_is_checked():
-    checked = {*M.SWITCHES, *M.WORDS, *NUMERIC}
+    checked = {*M.SWITCH_KNOBS, *M.TEXT_KNOBS, *NUMERIC}
     assert checked == set(DEFAULTS), "a knob the parameters cell has and the checks lack"
     for name in DEFAULTS:
         with pytest.raises(ValueError) as refused:
@@ -66,11 +78,11 @@ def test_a_numeric_knob_is_used_as_given_or_refused_by_name(name, value):
         assert names_the_knob(error, name, value), str(error)
         return
     assert mode == "smoke" and not isinstance(value, bool | str)
-    if name in M.SIZES:
+    if name in M.SIZE_KNOBS:
         assert S[name.lower()] == (M.RUN_MODES["smoke"][name.lower()] if value is None else value)
-        assert value is None or (isinstance(value, int) and value >= M.SIZES[name])
+        assert value is None or (isinstance(value, int) and value >= M.SIZE_KNOBS[name])
     if name in ("EMA_DECAY", "LEARNING_RATE") and value is not None:
-        assert math.isfinite(value) and value >= 0
+        assert math.isfinite(value) and value >= 0 and S[name.lower()] == value
 
 
 SMALL_SHAPES = st.fixed_dictionaries(
@@ -145,8 +157,14 @@ def test_settings_accepted_train_a_step_and_refused_ones_name_a_knob_that_was_se
         ({"RUN_MODE": "fast"}, "RUN_MODE = 'fast': must be 'auto' or one of ['smoke', 'quick'"),
         ({"OBJECTIVE": "gpt"}, "OBJECTIVE = 'gpt': must be 'mdlm' (masked diffusion) or 'ar'"),
         ({"TEXT_ERRORS": "ignore"}, "TEXT_ERRORS = 'ignore': must be 'strict'"),
-        ({"CONSTANT_CONDITIONING": True}, "CONSTANT_CONDITIONING = True: feeds the blocks"),
-        ({"RESUME": True, "OVERWRITE": True}, "OVERWRITE = True: and RESUME = True exclude"),
+        (
+            {"CONSTANT_CONDITIONING": True},
+            "CONSTANT_CONDITIONING = True: feeds the blocks a constant instead of t: set TIME_",
+        ),
+        (
+            {"RESUME": True, "OVERWRITE": True},
+            "OVERWRITE = True: replaces the run in OUT_DIR that RESUME = True",
+        ),
     ],
 )
 def test_each_mistake_is_named_with_its_fix(changes, message):
