@@ -37,7 +37,6 @@ Left out, on purpose:
 - Parallelism, BPE dropout, and a vocabulary larger than the text supports (training stops).
 """
 
-import argparse
 import heapq
 import json
 import math
@@ -367,16 +366,21 @@ class BPETokenizer:
     @classmethod
     def load(cls, path) -> "BPETokenizer":
         """Read a file written by `save`; a bad file raises TokenizerFileError naming it."""
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except UnicodeDecodeError:  # a binary file: no tokenizer file is anything but UTF-8
+            raise TokenizerFileError(f"{path}: not UTF-8 text, so not a tokenizer file") from None
         try:
             return cls.from_json(text)
         except TokenizerFileError as e:
             raise TokenizerFileError(f"{path}: {e}") from None
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+def main(argv=None):
+    from tools import cli  # the project's one way to refuse bad input: one line, status 2
+
+    parser = cli.ArgumentParser(description=__doc__.strip().splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="learn merges from a text file, save as JSON")
     train.add_argument("--input", required=True, help="UTF-8 text file to train on")
@@ -386,20 +390,29 @@ def main():
     encode = commands.add_parser("encode", help="encode a text file, print speed and compression")
     encode.add_argument("--tokenizer", required=True, help="a JSON file written by `train`")
     encode.add_argument("--input", required=True, help="UTF-8 text file to encode")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
-    with open(args.input, encoding="utf-8") as f:
-        text = f.read()
+    least = 256 + len(DEFAULT_SPECIAL_TOKENS)
+    if args.command == "train" and args.vocab_size < least:
+        cli.refuse(
+            f"--vocab-size {args.vocab_size} is too small: it needs at least {least} "
+            f"(256 byte tokens + {len(DEFAULT_SPECIAL_TOKENS)} special tokens)"
+        )
+    text = cli.read_text(args.input, "--input")
     num_bytes = len(text.encode("utf-8"))
     if args.command == "train":
+        out = cli.writable(args.out, "--out")  # before training, not after it
         start = time.perf_counter()
         tok = BPETokenizer.train(text, args.vocab_size, verbose=args.verbose)
         print(f"trained in {time.perf_counter() - start:.2f} s: {tok}")
-        tok.save(args.out)
+        tok.save(out)
         bytes_per_token = num_bytes / max(len(tok.encode(text)), 1)
-        print(f"saved to {args.out}; {bytes_per_token:.2f} bytes per token on the training text")
+        print(f"saved to {out}; {bytes_per_token:.2f} bytes per token on the training text")
     else:
-        tok = BPETokenizer.load(args.tokenizer)
+        try:
+            tok = BPETokenizer.from_json(cli.read_text(args.tokenizer, "--tokenizer"))
+        except TokenizerFileError as error:
+            cli.refuse(f"--tokenizer {args.tokenizer}: {error}")
         start = time.perf_counter()
         ids = tok.encode(text)
         seconds = time.perf_counter() - start
@@ -407,7 +420,8 @@ def main():
         print("first tokens:", [tok.decode([i]) for i in ids[:12]])
         print(f"{len(ids)} tokens, {num_bytes / max(len(ids), 1):.2f} bytes per token")
         megabytes = num_bytes / 1e6
-        print(f"encoded {megabytes:.2f} MB in {seconds:.2f} s: {megabytes / seconds:.2f} MB/s")
+        speed = megabytes / max(seconds, 1e-9)  # an empty file takes no time
+        print(f"encoded {megabytes:.2f} MB in {seconds:.2f} s: {speed:.2f} MB/s")
 
 
 if __name__ == "__main__":

@@ -19,12 +19,10 @@ not UTF-8 is an error, or read it with errors="replace"), download retries and m
 change to the words themselves, such as turning curly quotes into ASCII ones.
 """
 
-import argparse
 import hashlib
 import http.client
 import os
 import re
-import sys
 import unicodedata
 import urllib.request
 from dataclasses import dataclass
@@ -393,8 +391,10 @@ def text_sha256(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     """python corpus.py [gutenberg | shakespeare | PATH]: load a text, show its size and split."""
+    from tools import cli  # the project's one way to refuse bad input: one line, status 2
+
     corpora = "; ".join(f"{name}: {info['description']}" for name, info in CORPORA.items())
-    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser = cli.ArgumentParser(description=main.__doc__)
     parser.add_argument("source", nargs="?", default="gutenberg", help=f"{corpora}; or a path")
     parser.add_argument("--data-dir", default="data", help="where downloads are cached")
     parser.add_argument("--errors", default="strict", choices=["strict", "replace"])
@@ -403,7 +403,7 @@ def main(argv: list[str] | None = None) -> None:
         documents = load_documents(args.source, args.data_dir, args.errors)
         split = split_documents(documents)
     except CorpusError as error:
-        sys.exit(f"error: {error}")
+        cli.refuse(str(error))
     text = join_documents(documents)
     size = f"{len(text):,} characters, {len(text.encode()):,} bytes, {len(set(text))} distinct"
     print(f"{args.source}: {size}")

@@ -4,19 +4,28 @@ Re-run the notebook, or `python tools/nbexport.py train_model.ipynb`, to regener
 tests/test_nbexport.py fails when this file and the notebook disagree.
 """
 
+import atexit
+import json
 import math
 import os
 import sys
 import tempfile
+import time
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bpe_tokenizer import BPETokenizer
+from bpe_tokenizer import DEFAULT_SPECIAL_TOKENS, BPETokenizer
+
+try:
+    import fcntl  # the lock on OUT_DIR (section 1)
+except ImportError:  # Windows has no fcntl: there OUT_DIR is not locked
+    fcntl = None
 
 SOURCE_SHA256 = None  # the version of this code: set when mdlm_model.py is written (section 6)
 
@@ -41,10 +50,221 @@ RUN_MODES = {
 # fmt: on
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """cuda, then mps (Apple Silicon), then cpu for "auto"; any torch device string otherwise."""
-    if name != "auto":
-        return torch.device(name)
+SWITCH_KNOBS = ("RESUME", "OVERWRITE", "TIME_CONDITIONING", "CONSTANT_CONDITIONING", "COMPILE")
+TEXT_KNOBS = ("RUN_MODE", "DATA", "OUT_DIR", "DEVICE", "PRECISION", "OBJECTIVE", "TEXT_ERRORS")
+# The knobs a run mode fills in, each with the least that works: BPE starts from the 256 bytes
+# and its special tokens; in a window of one token there is nothing to predict from.
+SIZE_KNOBS = {
+    "VOCAB_SIZE": 256 + len(DEFAULT_SPECIAL_TOKENS),
+    "SEQ_LEN": 2,
+    "N_LAYER": 1,
+    "N_HEAD": 1,
+    "D_MODEL": 1,
+    "BATCH_SIZE": 1,
+    "GRAD_ACCUM": 1,
+    "MAX_STEPS": 1,
+    "EVAL_EVERY": 1,
+    "MAX_CHARS": 1,
+}
+
+
+def resolve_settings(knobs: dict) -> tuple[str, dict]:
+    """(run mode, S) from the knobs of the parameters cell, after checking every one of them.
+
+    knobs: the knobs by name, {"RUN_MODE": "auto", "MAX_STEPS": None, ...} (the notebook passes
+    its globals()). S holds the run mode's sizes, each replaced by its knob where that is set,
+    and ema_decay. A bad knob raises ValueError naming it and the fix.
+    """
+
+    def refuse(name, rule):
+        raise ValueError(f"{name} = {knobs[name]!r}: {rule}")
+
+    def is_number(value, whole=False):  # True and False are ints to Python, not to a learner
+        return isinstance(value, int if whole else (int, float)) and not isinstance(value, bool)
+
+    for name in SWITCH_KNOBS:
+        if not isinstance(knobs[name], bool):  # "false" would count as True
+            refuse(name, "must be True or False")
+    for name in TEXT_KNOBS:
+        if not isinstance(knobs[name], str):
+            refuse(name, "must be a string, in quotes")
+    if knobs["RUN_MODE"] not in ("auto", *RUN_MODES):
+        refuse("RUN_MODE", f"must be 'auto' or one of {list(RUN_MODES)}")
+    if knobs["OBJECTIVE"] not in ("mdlm", "ar"):
+        refuse("OBJECTIVE", "must be 'mdlm' (masked diffusion) or 'ar' (the autoregressive twin)")
+    if knobs["TEXT_ERRORS"] not in ("strict", "replace"):
+        refuse("TEXT_ERRORS", "must be 'strict' (stop on bytes that are not UTF-8) or 'replace'")
+    if not knobs["DATA"]:
+        refuse("DATA", "must name a corpus ('gutenberg', 'shakespeare') or a .txt file or folder")
+    both = knobs["TIME_CONDITIONING"] and knobs["CONSTANT_CONDITIONING"]
+    if both and knobs["OBJECTIVE"] == "mdlm":  # the twin never sees t: TIME_CONDITIONING is moot
+        refuse("CONSTANT_CONDITIONING", "feeds the blocks a constant instead of t: set "
+               "TIME_CONDITIONING = False")  # fmt: skip
+    if knobs["RESUME"] and knobs["OVERWRITE"]:
+        refuse("OVERWRITE", "replaces the run in OUT_DIR that RESUME = True would continue: "
+               "set one of them to False")  # fmt: skip
+    if not is_number(knobs["SEED"], whole=True) or not -(2**63) <= knobs["SEED"] < 2**64:
+        refuse("SEED", "must be a whole number that torch.manual_seed takes, 0 to 2**64 - 1")
+    if not is_number(knobs["EMA_DECAY"]) or not 0 <= knobs["EMA_DECAY"] < 1:  # nan fails too
+        refuse("EMA_DECAY", "must be a number in [0, 1): 0 is off, 0.995 averages ~200 steps")
+    stop_after = knobs["STOP_AFTER"]
+    if stop_after is not None and (not is_number(stop_after, whole=True) or stop_after < 1):
+        refuse("STOP_AFTER", "must be None (train to MAX_STEPS) or a number of steps, 1 or more")
+    rate = knobs["LEARNING_RATE"]
+    if rate is not None and (not is_number(rate) or not 0 < rate < math.inf):
+        refuse("LEARNING_RATE", "must be None (the run mode's) or a positive number, e.g. 1e-3")
+    for name, least in SIZE_KNOBS.items():
+        value = knobs[name]
+        if value is not None and (not is_number(value, whole=True) or value < least):
+            refuse(name, f"must be None (the run mode's) or a whole number, {least} or more")
+
+    mode = knobs["RUN_MODE"]
+    if mode == "auto":
+        mode = "full" if torch.cuda.is_available() else "quick"
+    S = dict(RUN_MODES[mode], ema_decay=knobs["EMA_DECAY"])
+    for name in [*SIZE_KNOBS, "LEARNING_RATE"]:  # the run mode's value, unless the knob is set
+        if knobs[name] is not None:
+            S[name.lower()] = knobs[name]
+    shape = ", ".join(  # the values and where each came from: a knob, or the run mode
+        f"{name} = {S[name.lower()]}" + ("" if knobs[name] is not None else f" ({mode} mode's)")
+        for name in ("D_MODEL", "N_HEAD")
+    )
+    if S["d_model"] % S["n_head"]:
+        raise ValueError(f"{shape}: the heads split D_MODEL evenly, so N_HEAD must divide it")
+    if S["d_model"] // S["n_head"] % 2:
+        raise ValueError(
+            f"{shape}: D_MODEL / N_HEAD = {S['d_model'] // S['n_head']} channels per head, but "
+            "RoPE turns them in pairs: choose N_HEAD and D_MODEL for an even number"
+        )
+    return mode, S
+
+
+RUN_FILES = ("ckpt.pt", "metrics.json", "c_of_t.png")  # what a run leaves in its OUT_DIR
+held_locks = {}  # OUT_DIR (resolved) -> the RunLock this process holds on it
+
+
+class OutDirError(RuntimeError):
+    """OUT_DIR is in use by another run, or holds a run that this one would replace."""
+
+
+class RunLock:
+    """OUT_DIR/train.lock while this process trains there: a line naming it, under an OS lock.
+
+    flock dies with its process, so a crash or a kill leaves no stale lock: the file may stay
+    behind, and the next run takes it over. Left out: Windows, which has no flock (and which
+    this project has not run on); there OUT_DIR is not locked.
+    """
+
+    def __init__(self, out_dir, holder: str):
+        self.path = Path(out_dir) / "train.lock"
+        while True:
+            self.file = open(self.path, "a+", encoding="utf-8")  # "a+" never empties another's
+            if fcntl is None:
+                break
+            try:
+                fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.file.seek(0)
+                other = self.file.read().strip() or "another process"
+                self.file.close()
+                raise OutDirError(
+                    f"{out_dir} is in use by {other}: wait for that run to end, or give this "
+                    "one another OUT_DIR (a Jupyter kernel holds it until its run has finished "
+                    "or the kernel restarts)"
+                ) from None
+            # subtle: a run that ended just now may have removed the file we opened: open again
+            opened = os.fstat(self.file.fileno()).st_ino
+            if self.path.exists() and self.path.stat().st_ino == opened:
+                break
+            self.file.close()
+        self.file.seek(0)
+        self.file.truncate()
+        self.file.write(f"{holder}\n")
+        self.file.flush()
+        atexit.register(self.release)  # a run that stops on an error leaves no lock file either
+
+    def release(self) -> None:
+        """Remove the file, then drop the lock (so a run that opens it in between is refused)."""
+        if not self.file.closed:
+            self.path.unlink(missing_ok=True)
+            self.file.close()
+
+
+def claim_out_dir(out_dir, *, resume=False, overwrite=False, run_name="") -> RunLock:
+    """Lock OUT_DIR for this run; refuse to replace the run it holds unless asked to.
+
+    Refused: OUT_DIR locked by another process; a checkpoint or metrics.json already there,
+    unless resume (RESUME) continues it or overwrite (OVERWRITE) replaces it, its files
+    deleted now so that OUT_DIR never mixes two runs; resume with no checkpoint to resume.
+    A process trains one run at a time: claiming a folder releases any other it held.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutDirError(f"OUT_DIR {out_dir} is a file: give a folder")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    key = out_dir.resolve()
+    for other in [path for path in held_locks if path != key]:
+        held_locks.pop(other).release()
+    if key not in held_locks:  # else this process holds it: a Jupyter cell run again
+        since = time.strftime("%Y-%m-%d %H:%M:%S")
+        held_locks[key] = RunLock(out_dir, f"process {os.getpid()} ({run_name}, since {since})")
+    found = [name for name in RUN_FILES if (out_dir / name).exists()]
+    problem = None
+    if resume and not (out_dir / "ckpt.pt").exists():
+        problem = f"RESUME = True, but {out_dir} holds no ckpt.pt to continue: set RESUME = False"
+    elif found and not resume and not overwrite:
+        problem = (
+            f"{out_dir} already holds a run ({describe_run(out_dir, found)}): set RESUME = True "
+            "to continue it, OUT_DIR to another folder, or OVERWRITE = True to replace it"
+        )
+    if problem:
+        held_locks.pop(key).release()
+        raise OutDirError(problem)
+    if found and overwrite:
+        for name in found:
+            (out_dir / name).unlink()
+        print(f"OVERWRITE = True: removed {', '.join(found)} of the run in {out_dir}")
+    return held_locks[key]
+
+
+def describe_run(out_dir, found) -> str:
+    """What OUT_DIR holds: "mdlm_smoke_tiny, seed 1337, 40 of 40 steps; ckpt.pt, metrics.json"."""
+    try:
+        metrics = json.loads((Path(out_dir) / "metrics.json").read_text())
+        run = f"{metrics['run']}, seed {metrics['seed']}, "
+        run += f"{metrics['steps']} of {metrics['settings']['max_steps']} steps; "
+    except (OSError, ValueError, KeyError, TypeError):  # no metrics.json, or not ours
+        run = ""
+    return run + ", ".join(found)
+
+
+def pick_device(name: str = "auto", knob: str = "DEVICE") -> torch.device:
+    """cuda, then mps (Apple Silicon), then cpu for "auto"; else the device named, if it is here.
+
+    A typo ("gpu") or a device this machine lacks is refused now, naming `knob` (the setting
+    that chose it: "--device" for a script), not by an assertion inside torch much later.
+    """
+    if name == "auto":
+        return auto_device()
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):  # torch.device("gpu"): a long list of every device type
+        device = None
+    if device is None or device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"{knob} {name!r} is not a device: use 'auto', 'cpu', 'cuda' or 'mps'")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        built = "" if torch.version.cuda else " (this torch was built without CUDA)"
+        raise ValueError(f"{knob} {name!r}, but torch finds no CUDA GPU{built}: use 'auto'")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        last = torch.cuda.device_count() - 1
+        raise ValueError(f"{knob} {name!r}, but this machine's GPUs are cuda:0 to cuda:{last}")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"{knob} {name!r}, but there is no Apple GPU (MPS) here: use 'auto'")
+    return device
+
+
+def auto_device() -> torch.device:
+    """cuda, then mps (Apple Silicon), then cpu: the best device this machine has."""
     if torch.cuda.is_available():
         return torch.device("cuda")
     if torch.backends.mps.is_available():
@@ -221,6 +441,11 @@ class ModelConfig:
     rope_base: float = 10_000.0
 
     def __post_init__(self):
+        if self.d_model % self.n_head or self.d_model // self.n_head % 2:
+            raise ValueError(
+                f"d_model = {self.d_model}, n_head = {self.n_head}: each head gets d_model / "
+                "n_head channels, which RoPE turns in pairs: that must be a whole, even number"
+            )
         if self.time_conditioning and self.constant_conditioning:
             raise ValueError(
                 "time_conditioning and constant_conditioning exclude each other: the adaLN "
@@ -625,11 +850,29 @@ def out_of_memory_advice():
 def check_finite(loss: float, step: int, last_checkpoint) -> None:
     """Stop on a NaN or infinite loss instead of training on garbage."""
     if not math.isfinite(loss):
+        kept = "No checkpoint was written before it"  # the first comes with the first evaluation
+        if os.path.exists(last_checkpoint):
+            kept = f"The last good checkpoint is kept at {last_checkpoint}"
         raise FloatingPointError(
-            f"the loss became {loss} at step {step}. The last good checkpoint is kept at "
-            f"{last_checkpoint}. Lower LEARNING_RATE, or check the data; fp16 without a "
-            "gradient scaler also does this"
+            f"the loss became {loss} at step {step}. {kept}. Lower LEARNING_RATE, or check the "
+            "data; fp16 without a gradient scaler also does this"
         )
+
+
+def last_step(start_step: int, max_steps: int, stop_after=None) -> int:
+    """Where this session stops: max_steps, or stop_after if sooner; it must train a step.
+
+    A session that would train none (a finished run resumed, or STOP_AFTER at or before the
+    checkpoint's step) is refused: it would write metrics.json again with nothing new.
+    """
+    stop = max_steps if stop_after is None else min(max_steps, stop_after)
+    if stop <= start_step:
+        raise ValueError(
+            f"nothing to train: the checkpoint is at step {start_step}, and this run stops at "
+            f"step {stop} (MAX_STEPS = {max_steps}, STOP_AFTER = {stop_after}). Raise MAX_STEPS "
+            "to train on"
+        )
+    return stop
 
 
 class EMA:
@@ -859,4 +1102,4 @@ def final_figures(
     return figures
 
 
-SOURCE_SHA256 = "5e60264024378f5f602a0da0dc8279f22236024c9d13500683b72934e501eb60"
+SOURCE_SHA256 = "9cd63cff24a94ee6bdc8b58ed7853f31f9bd5de39cceb3e9782737adeb59ec6c"

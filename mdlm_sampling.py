@@ -85,6 +85,26 @@ def newest_checkpoint(root="checkpoints", causal=False, knob="CHECKPOINT") -> Pa
     return found[0]
 
 
+def checkpoint_choice(path, checkpoint: dict, *, named: bool, knob="CHECKPOINT") -> str:
+    """One line: which checkpoint is sampled from, and how to choose another.
+
+    Unnamed (named=False), it is the newest MDLM under checkpoints/: after any training run,
+    even one stopped after 20 steps, that run's, not the shipped model. The line says which.
+    """
+    step, planned = checkpoint["step"], (checkpoint.get("settings") or {}).get("max_steps")
+    stopped = planned is not None and planned != step  # stopped early, or given more steps
+    line = f"model: {path} (step {step}" + (f" of {planned})" if stopped else ")")
+    if named:
+        return f"{line}, as {knob} asks"
+    shipped = Path("checkpoints/shipped/ckpt.pt")
+    if Path(path).resolve() == shipped.resolve():
+        return f"{line}: the shipped model, the newest MDLM under checkpoints/ (choose with {knob})"
+    return (
+        f"{line}: the newest MDLM under checkpoints/, so taken instead of the shipped model; "
+        f"choose another with {knob}, e.g. {shipped}"
+    )
+
+
 def load_judge(path, tokenizer, device="cpu"):
     """The autoregressive twin at `path`, in eval mode, to judge text made with `tokenizer`."""
     judge, judge_tokenizer, _ = load_model(path, device)
@@ -775,4 +795,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "2247f551a6ff0dcd8053a15fe4c4ba2e3a854a88acb2644eeae96a4611c277e0"
+SOURCE_SHA256 = "08fa05f3811f18a7d50972e2ffeae166992ea25b3bc6f44d52cbea582873b361"

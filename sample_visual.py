@@ -1,7 +1,7 @@
 """
 Watch a masked diffusion language model write: text emerges from a sequence of masks.
 
-    python sample_visual.py                                   # the newest checkpoint
+    python sample_visual.py                     # the newest checkpoint: its first line says which
     python sample_visual.py --sampler confidence --steps 64 --prompt "ROMEO:"
     python sample_visual.py --headless --out docs/img/unmasking.gif       # no display needed
 
@@ -30,7 +30,6 @@ import argparse
 import codecs
 import math
 import os
-import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
@@ -38,7 +37,15 @@ import torch
 from PIL import Image
 
 from mdlm_model import CheckpointError, load_model, pick_device
-from mdlm_sampling import METHODS, make_fixed, newest_checkpoint, sample, windows
+from mdlm_sampling import (
+    METHODS,
+    checkpoint_choice,
+    make_fixed,
+    newest_checkpoint,
+    sample,
+    windows,
+)
+from tools import cli
 
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # pygame prints a banner on import
 import pygame
@@ -512,21 +519,25 @@ def window_size(text: str) -> tuple[int, int]:
 
 def parse_args(argv=None):
     paragraphs = __doc__.strip().split("\n\n")
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         description=paragraphs[0],
         epilog="\n\n".join(p for p in paragraphs if p.startswith(("Keys:", "Characters"))),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--checkpoint", help="a ckpt.pt (default: the newest under checkpoints/)")
     parser.add_argument("--sampler", default="ancestral", choices=METHODS)
-    parser.add_argument("--steps", type=int, default=128)
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=None)
-    parser.add_argument("--length", type=int, default=None, help="default: the model's seq_len")
+    parser.add_argument("--steps", type=cli.whole_number(1), default=128)
+    parser.add_argument("--temperature", type=cli.finite_number, default=1.0, help="0: greedy")
+    parser.add_argument("--top-p", type=cli.finite_number, default=None)
+    parser.add_argument(
+        "--length", type=cli.whole_number(1), default=None, help="default: the model's seq_len"
+    )
     parser.add_argument("--prompt", default="", help="text kept fixed at the start")
-    parser.add_argument("--remask", type=float, default=0.0, help="with --sampler confidence")
+    parser.add_argument(
+        "--remask", type=cli.finite_number, default=0.0, help="with --sampler confidence"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-samples", type=int, default=1)
+    parser.add_argument("--num-samples", type=cli.whole_number(1), default=1)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--size", type=window_size, default="1000x700", help="WIDTHxHEIGHT")
     parser.add_argument("--headless", action="store_true", help="write a GIF, open no window")
@@ -535,6 +546,10 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     if args.headless and not args.out:
         parser.error("--headless needs --out FILE.gif")
+    if args.headless:  # checked now, not after sampling
+        args.out = cli.writable(args.out, "--out")
+        if args.frames_dir:
+            args.frames_dir = cli.folder(args.frames_dir, "--frames-dir")
     return args
 
 
@@ -543,25 +558,28 @@ def main(argv=None):
     if args.headless:
         os.environ["SDL_VIDEODRIVER"] = "dummy"  # no display needed
     settings = Settings(**{f.name: getattr(args, f.name) for f in fields(Settings)})  # same names
-    device = pick_device(args.device)
-    try:
+    # no checkpoint, a device this machine lacks, or a setting that sample() refuses: one line
+    with cli.refusing(CheckpointError, ValueError):
+        device = pick_device(args.device, knob="--device")
         path = args.checkpoint or newest_checkpoint(knob="--checkpoint")
-        model, tokenizer, _ = load_model(path, device)
+        model, tokenizer, checkpoint = load_model(path, device)
         if model.config.causal:
             raise CheckpointError(
                 f"{path} is an autoregressive twin (OBJECTIVE='ar'), which writes left to right: "
                 "give --checkpoint an MDLM's ckpt.pt"
             )
+        print(checkpoint_choice(path, checkpoint, named=bool(args.checkpoint), knob="--checkpoint"))
         trajectory = sample_trajectory(model, tokenizer, settings, device)
-    except (CheckpointError, ValueError) as error:  # no checkpoint, or a setting sample() refuses
-        sys.exit(f"sample_visual.py: {error}")
-    pygame.display.init()
-    pygame.font.init()
+    try:
+        pygame.display.init()
+        pygame.font.init()
+        if not args.headless:
+            viewer = Viewer(model, tokenizer, settings, trajectory, device, args.size)
+    except pygame.error as error:  # no display: "No available video device"
+        cli.refuse(f"no window can open here ({error}): --headless --out FILE.gif writes a GIF")
     if not args.headless:
-        Viewer(model, tokenizer, settings, trajectory, device, args.size).run()
+        viewer.run()
         return
-    if args.frames_dir:
-        os.makedirs(args.frames_dir, exist_ok=True)
     renderer, knobs = Renderer(tokenizer), settings.describe()
     indices = save_gif(renderer, trajectory, args.out, args.size, knobs, frames_dir=args.frames_dir)
     masked = trajectory.masked.sum(dim=(1, 2)).tolist()  # (F,) positions masked in each frame

@@ -16,7 +16,6 @@ A script that prints figures, never a test: timings depend on the machine and on
 Every sampler is warmed up once before timing.
 """
 
-import argparse
 import json
 import platform
 import statistics
@@ -30,6 +29,7 @@ sys.path.insert(0, str(REPO))  # so it runs from any folder
 
 from mdlm_model import CheckpointError, load_model, pick_device  # noqa: E402
 from mdlm_sampling import METHODS, newest_checkpoint, sample  # noqa: E402
+from tools import cli  # noqa: E402
 
 
 def warm_up(model, methods, num_samples):
@@ -60,28 +60,30 @@ def measure(model, method, steps, num_samples, repeats, **knobs):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    whole = cli.whole_number
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default="", help="default: the newest under checkpoints/")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a device")
-    parser.add_argument("--steps", type=int, nargs="+", default=[16, 64, 256, 1000])
-    parser.add_argument("--num-samples", type=int, default=1, help="sequences per call")
-    parser.add_argument("--repeats", type=int, default=3, help="calls per setting (median)")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's choice)")
+    parser.add_argument("--steps", type=whole(1), nargs="+", default=[16, 64, 256, 1000])
+    parser.add_argument("--num-samples", type=whole(1), default=1, help="sequences per call")
+    parser.add_argument("--repeats", type=whole(1), default=3, help="calls per setting (median)")
+    parser.add_argument("--threads", type=whole(0), default=0, help="CPU threads (0: torch's)")
     parser.add_argument("--json", default="", help="also write the figures to this file")
     args = parser.parse_args(argv)
+    if args.json:
+        cli.writable(args.json, "--json")  # now, not after the measurements
     if args.threads:  # on a busy CPU, threads that wait for each other can be slower than one
         torch.set_num_threads(args.threads)
 
-    device = pick_device(args.device)
-    try:
+    # a device this machine lacks; no checkpoint, a corrupt or a foreign one: what to do
+    with cli.refusing(ValueError, CheckpointError):
+        device = pick_device(args.device, knob="--device")
         path = (
             Path(args.checkpoint)
             if args.checkpoint
             else newest_checkpoint(REPO / "checkpoints", knob="--checkpoint")
         )
         model, _, _ = load_model(path, device)
-    except CheckpointError as error:  # none, corrupt or foreign: the message says what to do
-        sys.exit(f"error: {error}")
     config = model.config
     methods = list(METHODS)
     print(f"checkpoint {path}: {model.num_params() / 1e6:.2f}M parameters, L = {config.seq_len}")

@@ -16,7 +16,6 @@ every step outside it (the learning rate, the progress bar), which weighs more i
 on this project's 2-core machine a batch-8 step took 0.17 s in a real run against 0.14 s here.
 """
 
-import argparse
 import datetime
 import json
 import shlex
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 import mdlm_model as M  # noqa: E402
 from bench import bench_train  # noqa: E402
 from bench.run_all import describe_machine  # noqa: E402
+from tools import cli  # noqa: E402
 
 SHAPE = ("vocab_size", "seq_len", "n_layer", "n_head", "d_model", "batch_size")
 
@@ -39,8 +39,8 @@ def parse_setting(text: str) -> dict:
     changes = {}
     for part in filter(None, text.split(",")):
         key, _, value = part.partition("=")
-        if key not in SHAPE or not value.isdigit():
-            raise SystemExit(f"--try {text!r}: write key=integer pairs, keys among {SHAPE}")
+        if key not in SHAPE or not value.isdigit() or int(value) < 1:
+            cli.refuse(f"--try {text!r}: write key=integer pairs (1 or more), keys among {SHAPE}")
         changes[key] = int(value)
     return changes
 
@@ -49,14 +49,19 @@ def label(changes: dict) -> str:
     return ", ".join(f"{key} {value}" for key, value in changes.items()) or "the defaults"
 
 
+def model_config(setting: dict, objective: str):
+    """The network one setting trains (ModelConfig refuses a shape that cannot work)."""
+    shape = {key: setting[key] for key in ("seq_len", "n_layer", "n_head", "d_model")}
+    return bench_train.model_config(objective, vocab_size=setting["vocab_size"], **shape)
+
+
 def step_times(settings: list[dict], objective: str, rounds: int, steps: int) -> list[list]:
     """Per setting, the step times of all rounds: each round measures every setting in turn."""
     device = M.pick_device("cpu")
     times = [[] for _ in settings]
     for round_ in range(rounds):
         for i, setting in enumerate(settings):
-            shape = {key: setting[key] for key in ("seq_len", "n_layer", "n_head", "d_model")}
-            config = bench_train.model_config(objective, vocab_size=setting["vocab_size"], **shape)
+            config = model_config(setting, objective)
             figures = bench_train.measure(
                 config, batch=setting["batch_size"], device=device, steps=steps, warmup=2
             )
@@ -66,21 +71,28 @@ def step_times(settings: list[dict], objective: str, rounds: int, steps: int) ->
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", default="quick", help="a run mode of train_model.ipynb")
     parser.add_argument("--try", dest="variants", action="append", default=[], metavar="K=V,..")
     parser.add_argument("--objective", choices=["mdlm", "ar"], default="mdlm")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=4, help="timed steps per setting per round")
+    parser.add_argument("--rounds", type=cli.whole_number(1), default=5)
+    parser.add_argument(
+        "--steps", type=cli.whole_number(1), default=4, help="timed steps per setting per round"
+    )
     parser.add_argument("--json", default="", help="also write the figures to this file")
     words = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(words)
 
+    if args.json:
+        cli.writable(args.json, "--json")  # now, not after the measurements
     defaults = M.RUN_MODES.get(args.mode)
     if defaults is None:
-        raise SystemExit(f"no run mode {args.mode!r} in train_model.ipynb's RUN_MODES")
+        cli.refuse(f"no run mode {args.mode!r} in train_model.ipynb's RUN_MODES")
     changes = [{}] + [parse_setting(text) for text in args.variants]
     settings = [{**defaults, **change} for change in changes]
+    with cli.refusing(ValueError):  # a shape ModelConfig refuses, before any timing
+        for setting in settings:
+            model_config(setting, args.objective)
     times = step_times(settings, args.objective, args.rounds, args.steps)
     base = statistics.median(times[0])
     rows = []

@@ -20,7 +20,6 @@ Left out: a timed test (timings on a shared machine are noise, so this only prin
 tokenizers' faster batch calls (encode_batch_fast): both tokenizers encode the corpus in one call.
 """
 
-import argparse
 import json
 import os
 import resource
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # so that `python bench/bench_tokenizer.py` finds bpe_tokenizer
 
 from bpe_tokenizer import DEFAULT_SPECIAL_TOKENS, SPLIT_PATTERN, BPETokenizer  # noqa: E402
+from tools import cli  # noqa: E402
 
 
 def timed(fn, repeats):
@@ -199,14 +199,21 @@ def measure(path, vocab_sizes, repeats, check_merges=True):
     return results
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+def main(argv=None):
+    parser = cli.ArgumentParser(description=__doc__.strip().splitlines()[0])
     default_input = ROOT.parent / "shared" / "data" / "gutenberg_prose.txt"
+    least = 256 + len(DEFAULT_SPECIAL_TOKENS)  # the bytes and the special tokens
     parser.add_argument("--input", default=str(default_input), help="UTF-8 text corpus")
-    parser.add_argument("--vocab-sizes", type=int, nargs="+", default=[4096, 8192])
-    parser.add_argument("--repeats", type=int, default=3, help="runs per figure; medians shown")
+    parser.add_argument("--vocab-sizes", type=cli.whole_number(least), nargs="+")
+    parser.set_defaults(vocab_sizes=[4096, 8192])
+    parser.add_argument(
+        "--repeats", type=cli.whole_number(1), default=3, help="runs per figure; medians shown"
+    )
     parser.add_argument("--json", help="also write the figures to this JSON file")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    cli.read_text(args.input, "--input")  # a missing or binary corpus: refused before timing
+    if args.json:
+        cli.writable(args.json, "--json")
 
     size = Path(args.input).stat().st_size / 1e6
     print(f"corpus {args.input} ({size:.2f} MB), median of {args.repeats} runs")

@@ -12,7 +12,6 @@ MFU is printed only where the peak is known (the dense bf16 peak of the datashee
 989 TFLOP/s, A100 312, RTX 4090 165); CPUs have no line. --json writes the figures to a file.
 """
 
-import argparse
 import json
 import statistics
 import sys
@@ -23,6 +22,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mdlm_model as M  # noqa: E402
+from tools import cli  # noqa: E402
 
 PEAK_BF16_FLOPS = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "RTX 4090": 165e12}
 
@@ -150,29 +150,33 @@ def profile_step(one_step, device: torch.device, rows: int) -> str:
     return profiler.key_averages().table(sort_by=key, row_limit=rows)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--vocab", type=int, default=66, help="66 = 65 characters + the mask")
-    parser.add_argument("--seq-len", type=int, default=256)
-    parser.add_argument("--n-layer", type=int, default=6)
-    parser.add_argument("--n-head", type=int, default=6)
-    parser.add_argument("--d-model", type=int, default=384)
-    parser.add_argument("--batch", type=int, default=64)
+def main(argv=None) -> None:
+    whole = cli.whole_number
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--vocab", type=whole(2), default=66, help="65 characters + the mask")
+    parser.add_argument("--seq-len", type=whole(2), default=256)
+    parser.add_argument("--n-layer", type=whole(1), default=6)
+    parser.add_argument("--n-head", type=whole(1), default=6)
+    parser.add_argument("--d-model", type=whole(1), default=384)
+    parser.add_argument("--batch", type=whole(1), default=64)
     parser.add_argument("--objective", choices=["mdlm", "ar"], default="mdlm")
     parser.add_argument("--no-time-conditioning", action="store_true")
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--steps", type=int, default=5, help="timed steps")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
+    parser.add_argument("--steps", type=whole(1), default=5, help="timed steps")
+    parser.add_argument("--warmup", type=whole(0), default=2, help="untimed steps first")
     parser.add_argument("--json", default="", help="also write the figures to this file")
-    parser.add_argument("--profile", type=int, default=0, help="profile one step: top N ops")
-    args = parser.parse_args()
+    parser.add_argument("--profile", type=whole(0), default=0, help="profile one step: top N ops")
+    args = parser.parse_args(argv)
+    if args.json:
+        cli.writable(args.json, "--json")  # now, not after the measurements
 
-    config = model_config(
-        args.objective, vocab_size=args.vocab, time_conditioning=not args.no_time_conditioning,
-        seq_len=args.seq_len, n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model,
-    )  # fmt: skip
-    device = M.pick_device(args.device)
+    with cli.refusing(ValueError):  # a shape ModelConfig refuses, a device this machine lacks
+        config = model_config(
+            args.objective, vocab_size=args.vocab, time_conditioning=not args.no_time_conditioning,
+            seq_len=args.seq_len, n_layer=args.n_layer, n_head=args.n_head, d_model=args.d_model,
+        )  # fmt: skip
+        device = M.pick_device(args.device, knob="--device")
     figures = measure(
         config,
         batch=args.batch,

@@ -26,7 +26,6 @@ Left out: training quality (train_model.ipynb's metrics.json has it), and any pa
 threshold: timings on a shared machine are noise, so this only reports.
 """
 
-import argparse
 import datetime
 import json
 import os
@@ -45,6 +44,7 @@ sys.path.insert(0, str(ROOT))  # so that `python bench/run_all.py` runs from any
 import mdlm_sampling  # noqa: E402
 from bench import bench_sampling, bench_tokenizer, bench_train  # noqa: E402
 from mdlm_model import RUN_MODES, CheckpointError, load_model, pick_device  # noqa: E402
+from tools import cli  # noqa: E402
 
 SECTIONS = ("tokenizer", "train", "sampling", "quality")
 DATA = ROOT.parent / "shared" / "data"
@@ -59,7 +59,7 @@ def mode_shape(mode: str) -> dict:
     """The model's shape and batch of one of train_model.ipynb's RUN_MODES (mdlm_model's)."""
     settings = RUN_MODES.get(mode)
     if settings is None:
-        raise SystemExit(f"train_model.ipynb defines no RUN_MODES[{mode!r}]: restore the notebook")
+        cli.refuse(f"train_model.ipynb defines no RUN_MODES[{mode!r}]: restore the notebook")
     shape = ("vocab_size", "seq_len", "n_layer", "n_head", "d_model")
     return {key: settings[key] for key in shape} | {"batch": settings["batch_size"]}
 
@@ -477,7 +477,7 @@ def print_report(report, file=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default="", help="MDLM ckpt.pt; default: the newest")
     parser.add_argument("--judge", default="", help="AR ckpt.pt; default: the newest that fits")
     parser.add_argument("--device", default="auto", help="auto (cuda, mps, cpu), or a device")
@@ -488,6 +488,10 @@ def main(argv=None):
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     if unknown := set(only) - set(SECTIONS):
         parser.error(f"--only: unknown {sorted(unknown)}; choose from {','.join(SECTIONS)}")
+    if args.json:
+        cli.writable(args.json, "--json")  # now, not after the benchmark
+    with cli.refusing(ValueError):  # a device this machine lacks
+        pick_device(args.device, knob="--device")
 
     command = ["python", *sys.argv] if argv is None else ["python", "bench/run_all.py", *argv]
     report = {

@@ -16,7 +16,6 @@ purpose: samples and quality against steps, which need a trained checkpoint and 
 sampling.ipynb.
 """
 
-import argparse
 import json
 import math
 import statistics
@@ -35,6 +34,7 @@ sys.path.insert(0, str(ROOT))  # so it runs from any folder
 from bpe_tokenizer import BPETokenizer  # noqa: E402
 from mdlm_model import ModelConfig, Transformer, alpha, alpha_prime, mask_tokens  # noqa: E402
 from mdlm_sampling import sample  # noqa: E402
+from tools import cli  # noqa: E402
 from tools.make_results import kind as run_kind  # noqa: E402
 from tools.make_results import mode_defaults, recipe  # noqa: E402
 
@@ -374,11 +374,10 @@ FIGURES = {  # file name -> the function that draws it
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--out", default=str(ROOT / "docs" / "img"), help="folder for the PNGs")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = cli.folder(args.out, "--out")
     torch.set_num_threads(1)  # tiny tensors: threads only wait for each other
     for name, draw in FIGURES.items():
         draw(out / name)

@@ -10,7 +10,6 @@ The exercises that need a trained model use the newest suitable checkpoint under
 (the shipped one counts) and its held-out text, when that text is on this machine.
 """
 
-import argparse
 import inspect
 import json
 import math
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 import mdlm_model as M  # noqa: E402
 import mdlm_sampling as S  # noqa: E402
 from exercises import solutions  # noqa: E402
+from tools import cli  # noqa: E402
 from tools.make_results import RECIPE  # noqa: E402
 
 PASS, FAIL, LATER = "PASS", "FAIL", "not attempted yet"
@@ -425,8 +425,9 @@ EXERCISES = {
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("exercise", help="a number from 1 to 10, or all")
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
+    choices = [*map(str, EXERCISES), "all"]
+    parser.add_argument("exercise", choices=choices, help="a number from 1 to 10, or all")
     args = parser.parse_args(argv)
     numbers = list(EXERCISES) if args.exercise == "all" else [int(args.exercise)]
     torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -432,5 +432,6 @@ def test_command_line(tmp_path, capsys):
     assert f"sha256 {text_sha256(DIGITS * 100)}" in out
     assert "held out the last 10% of every file: 1 of 1 files give 200 characters" in out
     assert "train 1,800 characters, val 200" in out
-    with pytest.raises(SystemExit, match="error: unknown corpus 'gutenbrg'"):
+    with pytest.raises(SystemExit, match="unknown corpus 'gutenbrg'") as refused:
         corpus.main(["gutenbrg"])
+    assert refused.value.code == 2  # argparse's status for a bad command line

@@ -260,7 +260,8 @@ def test_headless_writes_a_gif_from_masks_to_text(smoke_checkpoint, tmp_path):
     args = ["--headless", "--out", out, "--checkpoint", smoke_checkpoint, "--steps", 12]
     result = run_script(*args, "--size", "480x320", "--frames-dir", frames)
     assert result.returncode == 0, result.stderr
-    (line,) = result.stdout.splitlines()
+    choice, line = result.stdout.splitlines()
+    assert choice == f"model: {smoke_checkpoint} (step 40), as --checkpoint asks"
     found = re.fullmatch(
         rf"wrote {out}: (\d+) frames, masked positions (\d+)/(\d+) in the first "
         r"frame and 0/\3 in the last",
@@ -284,7 +285,9 @@ def test_without_a_checkpoint_it_says_how_to_make_one(tmp_path):
 
 
 @pytest.mark.parametrize("problem", ["missing", "corrupt", "remask without confidence"])
-def test_a_bad_checkpoint_or_setting_exits_with_a_message(smoke_checkpoint, tmp_path, problem):
+def test_a_bad_checkpoint_or_setting_exits_with_a_message(
+    smoke_checkpoint, tmp_path, problem, capsys
+):
     checkpoint, options = tmp_path / "ckpt.pt", []
     if problem == "corrupt":
         checkpoint.write_bytes(b"not a checkpoint")
@@ -301,8 +304,8 @@ def test_a_bad_checkpoint_or_setting_exits_with_a_message(smoke_checkpoint, tmp_
                 *options,
             ]
         )
-    message = str(exit.value.code)
-    assert message.startswith("sample_visual.py: ")
+    message, status = str(exit.value), exit.value.code
+    assert status == 2 and capsys.readouterr().err == f"{message}\n"  # one line, no traceback
     expected = "needs method='confidence'" if problem.startswith("remask") else str(checkpoint)
     assert expected in message
 
@@ -335,7 +338,7 @@ def test_the_smallest_size_draws(smoke_checkpoint, tmp_path):
 def test_an_autoregressive_checkpoint_names_the_flag(smoke_twin, tmp_path):
     with pytest.raises(SystemExit) as exit:
         main(["--headless", "--out", str(tmp_path / "x.gif"), "--checkpoint", str(smoke_twin)])
-    message = str(exit.value.code)
+    message = str(exit.value)
     assert "autoregressive twin" in message and "give --checkpoint an MDLM's ckpt.pt" in message
     assert "CHECKPOINT" not in message.replace("--checkpoint", "")
 
@@ -344,7 +347,7 @@ def test_without_a_checkpoint_the_message_names_the_flag(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here
     with pytest.raises(SystemExit) as exit:
         main(["--headless", "--out", "x.gif"])
-    assert "name one with --checkpoint" in str(exit.value.code)
+    assert "name one with --checkpoint" in str(exit.value) and exit.value.code == 2
 
 
 EMOJI = "\U0001f600"  # 😀, in no monospace font here; DejaVu Sans draws a black-and-white one

@@ -1,6 +1,8 @@
-"""train_model.ipynb end to end in smoke mode: metrics, checkpoint, exact resume, bad input."""
+"""train_model.ipynb end to end in smoke mode: metrics, checkpoint, exact resume, bad input,
+and no lost work: a folder in use, or holding a finished run, is refused."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -85,6 +87,11 @@ def failed_run(tmp_path, **parameters) -> str:
         ({"DATA": "no/such/book.txt"}, "no such file or folder"),
         ({"DATA": SMOKE_DATA, "MAX_CHARS": 3000, "SEQ_LEN": 4096}, "lower SEQ_LEN"),
         ({"DATA": SMOKE_DATA, "PRECISION": "fp8"}, "PRECISION must be auto or one of"),
+        ({"DATA": SMOKE_DATA, "DEVICE": "gpu"}, "DEVICE 'gpu' is not a device"),
+        ({"DATA": SMOKE_DATA, "N_HEAD": 3}, "N_HEAD = 3: the heads split D_MODEL evenly"),
+        ({"DATA": SMOKE_DATA, "RESUME": "false"}, "RESUME = 'false': must be True or False"),
+        # every knob is checked before any data is read: the bad knob is named, not the DATA
+        ({"DATA": "no/such/book.txt", "MAX_STEPS": -5}, "MAX_STEPS = -5: must be None"),
     ],
 )
 def test_bad_input_stops_with_a_clear_message(tmp_path, parameters, message):
@@ -127,3 +134,72 @@ def test_the_twin_trains_with_the_gated_blocks(tmp_path):
     assert metrics["objective"] == "ar" and metrics["constant_conditioning"] is True
     model, _, _ = M.load_model(tmp_path / "ckpt.pt")
     assert model.config.causal and model.config.adaln and not model.config.time_conditioning
+
+
+def copy_of_run(run, folder) -> dict:
+    """A copy of a finished run's files in `folder`; returns their bytes, to compare after."""
+    folder.mkdir(parents=True)
+    for name in ("ckpt.pt", "metrics.json"):
+        shutil.copy(run / name, folder / name)
+    return {name: (folder / name).read_bytes() for name in ("ckpt.pt", "metrics.json")}
+
+
+@pytest.mark.parametrize(
+    "parameters, message",
+    [
+        # other sizes or another seed, into the same folder: the run name leaves the sizes out
+        ({"N_LAYER": 3}, "already holds a run (mdlm_smoke_tinyshakespeare, seed 1337, 40 of 40"),
+        ({"SEED": 1338}, "to continue it, OUT_DIR to another folder, or OVERWRITE = True"),
+        ({"MAX_STEPS": 0}, "MAX_STEPS = 0: must be None (the run mode's) or a whole number"),
+        ({"MAX_STEPS": 0, "RESUME": True}, "MAX_STEPS = 0: must be None"),
+        ({"RESUME": True}, "nothing to train: the checkpoint is at step 40"),  # no step: no file
+    ],
+)
+def test_a_finished_run_is_left_as_it_was(smoke_run, tmp_path, parameters, message):
+    if SMOKE_DATA.stem != "tinyshakespeare":
+        message = message.replace("tinyshakespeare", SMOKE_DATA.stem)
+    run = tmp_path / "run"
+    before = copy_of_run(smoke_run, run)
+    common = dict(DATA=SMOKE_DATA, OUT_DIR=run, EMA_DECAY=SMOKE_EMA_DECAY)
+    assert message in failed_run(tmp_path, **{**common, **parameters})
+    assert {name: (run / name).read_bytes() for name in before} == before
+    assert sorted(path.name for path in run.iterdir()) == ["ckpt.pt", "metrics.json"]  # no lock
+
+
+def test_overwrite_replaces_a_finished_run(smoke_run, tmp_path):
+    run = tmp_path / "run"
+    copy_of_run(smoke_run, run)
+    run_notebook(
+        "train_model.ipynb",
+        tmp_path / "notebook",
+        RUN_MODE="smoke",
+        DATA=SMOKE_DATA,
+        OUT_DIR=run,
+        OVERWRITE=True,
+        MAX_STEPS=4,
+        EVAL_EVERY=4,
+    )
+    assert json.loads((run / "metrics.json").read_text())["steps"] == 4
+    assert M.load_checkpoint(run / "ckpt.pt")["step"] == 4
+    assert not (run / "train.lock").exists()  # released at the end
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path):
+    """The lock is what train_model.ipynb takes in section 1: here a process holds it as a run
+    would, so that the second run surely starts while the first holds the folder."""
+    run = tmp_path / "run"
+    first = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, mdlm_model as M; "
+         "M.claim_out_dir(sys.argv[1], run_name='the first run'); print('held', flush=True); "
+         "time.sleep(300)", str(run)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert first.stdout.readline().strip() == "held"
+        output = failed_run(tmp_path, DATA=SMOKE_DATA, OUT_DIR=run, SEED=1338)
+        assert (run / "train.lock").read_text().startswith(f"process {first.pid} (the first run")
+    finally:
+        first.kill()
+        first.wait()
+    assert f"is in use by process {first.pid} (the first run, since " in output
+    assert not (run / "metrics.json").exists() and not (run / "ckpt.pt").exists()

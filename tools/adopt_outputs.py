@@ -16,12 +16,14 @@ Refuses when the executed copy's code differs from the notebook's (cell for cell
 injected cell), so committed outputs always come from the committed code.
 """
 
-import argparse
 import html
 import sys
 from pathlib import Path
 
 import nbformat
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools import cli  # noqa: E402
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
@@ -59,8 +61,7 @@ def settle_progress_bars(nb) -> int:
 
 def adopt(executed_path: Path, target_path: Path) -> list[str]:
     """Write executed_path, less its injected cell, over target_path; return the injected lines."""
-    executed = nbformat.read(executed_path, as_version=4)
-    target = nbformat.read(target_path, as_version=4)
+    executed, target = read_notebook(executed_path), read_notebook(target_path)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     executed.cells = [c for c in executed.cells if c not in injected]
     ours = [(c.cell_type, c.source) for c in target.cells]
@@ -69,7 +70,7 @@ def adopt(executed_path: Path, target_path: Path) -> list[str]:
         differing = next(
             (i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b), min(len(ours), len(theirs))
         )
-        raise SystemExit(
+        cli.refuse(
             f"{executed_path} was run from other code than {target_path} (first difference at "
             f"cell {differing}): run the notebook again, then adopt its outputs"
         )
@@ -80,8 +81,18 @@ def adopt(executed_path: Path, target_path: Path) -> list[str]:
     return [line for cell in injected for line in cell.source.splitlines()]
 
 
+def read_notebook(path: Path):
+    """The notebook at `path`, or a refusal that says what is wrong with the file."""
+    if not Path(path).is_file():
+        cli.refuse(f"{path}: no such notebook file")
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as error:  # not JSON, not UTF-8, or JSON of another shape
+        cli.refuse(f"{path} is not a notebook ({cli.describe(error)})")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("executed", type=Path, help="the notebook papermill wrote")
     parser.add_argument("target", type=Path, help="the notebook to give its outputs")
     args = parser.parse_args(argv)

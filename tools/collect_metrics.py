@@ -12,13 +12,15 @@ With --notebook, the samples that the executed train_model.ipynb printed in its 
 has its text beside its numbers.
 """
 
-import argparse
 import json
 import os
 import platform
 import re
 import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tools import cli  # noqa: E402
 
 
 def processor_name() -> str:
@@ -53,27 +55,38 @@ SAMPLE = re.compile(r"^--- sample (\d+)\n", flags=re.MULTILINE)
 
 def printed_samples(notebook_path: Path) -> list[str]:
     """The texts train_model.ipynb printed as '--- sample i' blocks, in order."""
-    notebook = json.loads(notebook_path.read_text(encoding="utf-8"))
-    for cell in notebook["cells"]:
+    notebook = read_json(notebook_path, "--notebook")
+    for cell in notebook.get("cells", []) if isinstance(notebook, dict) else []:
         streams = [o for o in cell.get("outputs", []) if o.get("name") == "stdout"]
         text = "".join("".join(o["text"]) for o in streams)  # a kernel may split its output
         parts = SAMPLE.split(text)  # [before, '0', text 0, '1', text 1, ...]
         if len(parts) > 1:
             return [part.removesuffix("\n\n") for part in parts[2::2]]  # print's own newline
-    raise SystemExit(f"{notebook_path}: no '--- sample' output; was it executed to the end?")
+    cli.refuse(f"{notebook_path}: no '--- sample' output; was it executed to the end?")
+
+
+def read_json(path: Path, knob: str):
+    """The JSON in `path`, or a refusal naming `knob` and what is wrong with the file."""
+    try:
+        return json.loads(cli.read_text(path, knob))
+    except ValueError as error:
+        cli.refuse(f"{knob} {path} is not JSON ({error})")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("source", type=Path, help="the run's metrics.json")
     parser.add_argument("target", type=Path, help="results/<run>.json")
     parser.add_argument("--notebook", type=Path, help="the executed notebook, for its samples")
     args = parser.parse_args(argv)
-    metrics = json.loads(args.source.read_text(encoding="utf-8"))
+    metrics = read_json(args.source, "source")
+    if not isinstance(metrics, dict):
+        cli.refuse(f"source {args.source} holds no metrics: a JSON object {{...}} was expected")
     metrics.setdefault("machine", describe(metrics))
     if args.notebook:
         metrics["samples"] = printed_samples(args.notebook)
-    args.target.parent.mkdir(parents=True, exist_ok=True)
+    cli.folder(args.target.parent, "target's folder")
+    cli.writable(args.target, "target")
     args.target.write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
     print(f"{args.target}: {metrics['machine']}")
     return 0

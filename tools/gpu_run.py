@@ -26,7 +26,6 @@ and no compilation; tests/test_gpu_run.py runs it, so the script cannot rot befo
 hand. Left out: more than one GPU, and retrying a phase.
 """
 
-import argparse
 import datetime
 import hashlib
 import json
@@ -43,6 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.run_all import SIZES  # noqa: E402  the full size, in one place with the benchmark
+from mdlm_model import pick_device  # noqa: E402
+from tools import cli  # noqa: E402
 
 FULL = SIZES["full"]["train"]  # train_model.ipynb's full mode: 8 layers of 512, vocab 8192
 SHIP = {"n_layer": 8, "d_model": 256, "n_head": 4}  # about 12M parameters: 24 MB in fp16
@@ -291,11 +292,13 @@ def pack_runs(work: Path, out: Path) -> None:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = cli.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="where the results go")
     parser.add_argument("--data", default="gutenberg", help="DATA for train_model.ipynb")
     parser.add_argument("--work", type=Path, default=None, help="default: OUT/../gpu_run_work")
-    parser.add_argument("--budget", type=float, default=480, help="seconds for everything")
+    parser.add_argument(
+        "--budget", type=cli.finite_number, default=480, help="seconds for everything"
+    )
     parser.add_argument("--device", default="auto", help="for the speed measurements")
     parser.add_argument("--dry-run", action="store_true", help="smoke sizes, no compilation")
     parser.add_argument(
@@ -304,8 +307,16 @@ def main(argv=None) -> int:
         help="run tests/test_gpu.py on the CPU (slow) where there is no GPU",
     )
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
+    if args.budget <= 0:
+        parser.error(f"--budget {args.budget:g}: it must be a number of seconds above 0")
+    with cli.refusing(ValueError):  # a device this machine lacks, before any work
+        pick_device(args.device, knob="--device")
+    cli.folder(args.out, "--out")
     work = args.work or args.out.parent / f"{args.out.name}_work"
+    if work.resolve() in (ROOT, *ROOT.parents) or work.resolve() == args.out.resolve():
+        cli.refuse(f"--work {work} would be emptied first: give a folder of its own")
+    if work.exists() and not work.is_dir():
+        cli.refuse(f"--work {work} is a file, not a folder")
     shutil.rmtree(work, ignore_errors=True)
     (work / "checkpoints").mkdir(parents=True)
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MPLBACKEND": "Agg"}

@@ -25,7 +25,6 @@ Left out on purpose: plots (train_model.ipynb, sampling.ipynb and docs/make_figu
 from the same files).
 """
 
-import argparse
 import ast
 import functools
 import io
@@ -38,6 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # so that `python tools/make_results.py` finds bench/
+from tools import cli  # noqa: E402
 
 RESULTS_MD = "RESULTS.md"
 TARGETS = ("README.md", "learning_guide.md")  # files that may hold generated blocks
@@ -80,7 +80,10 @@ def load_results(folder: Path) -> tuple[list, list]:
     """(training runs, sampling runs) in results/, each a list of (name, dict) sorted by name."""
     training, sampling = [], []
     for path in sorted(Path(folder).glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as error:  # not JSON, or not UTF-8
+            raise ValueError(f"{path} is not a JSON file ({error})") from None
         if isinstance(data, dict) and "sweep" in data:
             sampling.append((path.stem, data))
         elif isinstance(data, dict) and {"objective", "val_bpb", "unigram_bpb"} <= data.keys():
@@ -116,8 +119,9 @@ def mode_defaults(notebook: Path = ROOT / "train_model.ipynb") -> dict | None:
     return None
 
 
-def command(run: dict, defaults: dict | None) -> str:
-    """The papermill command that makes this run (its own "command" key wins)."""
+def command(run: dict, defaults: dict | None, name: str | None = None) -> str:
+    """The papermill command that makes this run (its own "command" key wins); with the run's
+    name, into its own OUT_DIR, checkpoints/<name>, as tools/real_runs.sh trains it."""
     if "command" in run:
         return run["command"]
     words = ["python -m papermill train_model.ipynb out.ipynb", f"-p RUN_MODE {run['mode']}"]
@@ -135,6 +139,8 @@ def command(run: dict, defaults: dict | None) -> str:
         value = run.get("settings", {}).get(key)
         if (mode is None and value is not None) or (mode and key in mode and value != mode[key]):
             words.append(f"-p {key.upper()} {value}")
+    if name:
+        words.append(f"-p OUT_DIR checkpoints/{name}")
     return " ".join(words)
 
 
@@ -925,7 +931,7 @@ def removed_section() -> list[str]:
 
 def every_run_section(runs: list, defaults) -> list[str]:
     lines = training_table(runs) + ["", "Each run, made with:", ""]
-    lines += [f"- {name}: `{command(run, defaults)}`" for name, run in runs]
+    lines += [f"- {name}: `{command(run, defaults, name)}`" for name, run in runs]
     reading = (
         "Every training run in `results/`, with the machine it ran on and the command that "
         "makes it. Wall times include the final figures and vary with the machine's load; they "
@@ -1105,14 +1111,11 @@ def update(root: Path = ROOT, check: bool = False) -> list[str]:
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.strip().splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
     args = parser.parse_args(argv)
-    try:
+    with cli.refusing(ValueError):  # a file in results/ that is not a run's figures
         problems = update(ROOT, check=args.check)
-    except (ValueError, OSError) as error:
-        print(f"make_results.py: {error}", file=sys.stderr)
-        return 2
     for problem in problems:
         print(problem + (" (run python tools/make_results.py)" if args.check else " (rewritten)"))
     if not problems:

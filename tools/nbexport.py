@@ -23,7 +23,6 @@ Left out: cell magics, `%` line magics and `!` shell lines are not allowed in ex
 (they are not Python); the exporter refuses them with a message.
 """
 
-import argparse
 import hashlib
 import json
 import os
@@ -148,19 +147,26 @@ class KernelExporter:
         return source_sha256(cells)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv=None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script, too
+    from tools import cli
+
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("notebooks", nargs="*", default=sorted(MODULE_FOR), help="notebooks")
     parser.add_argument("--check", action="store_true", help="fail if a module has drifted")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.notebooks if name not in MODULE_FOR]
+    if unknown:  # argparse's choices would also refuse the default list (nargs="*")
+        parser.error(f"no module is made from {unknown}: the notebooks are {sorted(MODULE_FOR)}")
     failed = False
     for notebook in args.notebooks:
-        if args.check:
-            problem = drift(notebook)
-            print(problem or f"{notebook}: module up to date")
-            failed |= problem is not None
-        else:
-            print(f"{notebook} -> {export(notebook)}")
+        with cli.refusing(OSError, ValueError):  # a notebook that is not JSON, a cell with magic
+            if args.check:
+                problem = drift(notebook)
+                print(problem or f"{notebook}: module up to date")
+                failed |= problem is not None
+            else:
+                print(f"{notebook} -> {export(notebook)}")
     return 1 if failed else 0
 
 

@@ -21,8 +21,10 @@ FORMER=""  # _b32 or _v2048 for the runs with quick mode's former defaults, whic
 EXTRA=()
 train() {  # train NAME [papermill parameters...]: writes checkpoints/NAME
     local name=$1; shift
+    # OVERWRITE: a queue run again makes its runs again, over the last time's (their figures
+    # are in results/ already); without it train_model.ipynb refuses a folder that holds a run
     python -m papermill train_model.ipynb "runs/$name.ipynb" -p RUN_MODE quick "$@" \
-        "${EXTRA[@]}" -p OUT_DIR "checkpoints/$name"
+        "${EXTRA[@]}" -p OUT_DIR "checkpoints/$name" -p OVERWRITE True
     python tools/collect_metrics.py "checkpoints/$name/metrics.json" "results/$name.json" \
         --notebook "runs/$name.ipynb"
 }

@@ -19,7 +19,6 @@ stops warning, but only after checking that the old code (the one that made the 
 and the current code give the very same logits from its weights.
 """
 
-import argparse
 import importlib.util
 import os
 import sys
@@ -30,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import mdlm_model as M  # noqa: E402
+from tools import cli  # noqa: E402
 
 
 def save(checkpoint: dict, target: Path) -> int:
@@ -91,21 +91,29 @@ def restamp(path: Path, old_code: Path) -> str:
     return old.SOURCE_SHA256
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def main(argv=None) -> int:
+    parser = cli.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("--out", type=Path, default=Path("checkpoints/shipped/ckpt.pt"))
     parser.add_argument("--restamp", action="store_true", help="update source in place")
     parser.add_argument("--old-code", type=Path, help="with --restamp: the code that made it")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.restamp:
         if not args.old_code:
             parser.error("--restamp needs --old-code, the mdlm_model.py that made the checkpoint")
-        try:
+        if not args.old_code.is_file():
+            cli.refuse(f"--old-code {args.old_code}: no such file")
+        with cli.refusing(M.CheckpointError):
             before = restamp(args.source, args.old_code)
-        except M.CheckpointError as error:
-            sys.exit(f"error: {error}")
         print(f"{args.source}: same logits; code version {before[:12]} -> {M.SOURCE_SHA256[:12]}")
     else:
-        size = ship(args.source, args.out)
+        cli.folder(args.out.parent, "--out's folder")
+        cli.writable(args.out, "--out")
+        with cli.refusing(M.CheckpointError):
+            size = ship(args.source, args.out)
         print(f"wrote {args.out}: {size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
