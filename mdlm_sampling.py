@@ -537,7 +537,8 @@ def sample_quality(tokens, judge=None, resamples=1000, seed=0):
         else:
             value, draws = measure(tokens), [measure(tokens[rows]) for rows in picks]
         draws = torch.tensor(draws, dtype=torch.float64)  # on the CPU
-        low, high = draws.quantile(torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+        ends = torch.tensor([0.025, 0.975], dtype=torch.float64)  # on the CPU, as draws
+        low, high = draws.quantile(ends).tolist()
         figures[name], figures[f"{name}_interval"] = value, [low, high]
     return figures
 
@@ -795,4 +796,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "08fa05f3811f18a7d50972e2ffeae166992ea25b3bc6f44d52cbea582873b361"
+SOURCE_SHA256 = "b518f1e4dbfa9e85411f38adcc9bdefdfdbea1c46960a134148621e443a4008b"
