@@ -17,8 +17,10 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from bpe_tokenizer import DEFAULT_SPECIAL_TOKENS, BPETokenizer
 
@@ -352,8 +354,61 @@ def compile_if_possible(model: nn.Module, device: torch.device):
     return torch.compile(model), None
 
 
+def start_processes(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world_size, device) of this process: rank 0 of 1 on `device`, unless torchrun
+    started it.
+
+    torchrun starts one process per GPU and tells each its RANK (0 to N - 1, over all machines),
+    its LOCAL_RANK (on this machine) and the WORLD_SIZE N. Each process takes the GPU of its
+    LOCAL_RANK and joins the others: NCCL between CUDA GPUs, gloo on the CPU. Only rank 0 prints;
+    the others' print() goes nowhere (their warnings and errors still show).
+    """
+    if "RANK" not in os.environ:  # this notebook, or python train.py
+        return 0, 1, device
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ["LOCAL_RANK"])
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    elif device.type != "cpu":
+        raise RuntimeError(
+            f"torchrun trains on CUDA GPUs (NCCL) or on the CPU (gloo), not on {device.type}: "
+            "set DEVICE='cpu', or train in one process (python train.py or this notebook)"
+        )
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend)
+    if rank > 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115  only rank 0 prints
+    print(f"rank 0 of {dist.get_world_size()} processes ({backend})")
+    return rank, dist.get_world_size(), device
+
+
+@contextmanager
+def main_process_first():
+    """Rank 0 runs the `with` block first while the other ranks wait; then they run it, and find
+    on disk what rank 0 made there (a tokenizer, token shards). Without torchrun: the block.
+
+    Subtle: the others wait in a barrier, which times out after 30 minutes with gloo (10 with
+    NCCL): a corpus that takes longer to encode should be encoded first, in one process.
+    """
+    first = not dist.is_initialized() or dist.get_rank() == 0
+    if not first:
+        dist.barrier()  # wait until rank 0 is through the block
+    yield
+    if first and dist.is_initialized():
+        dist.barrier()  # let the others in
+
+
+def unwrapped(model: nn.Module) -> nn.Module:
+    """The network inside DDP's wrapper (.module) and torch.compile's (._orig_mod). Their
+    state_dict keys start with "module." and "_orig_mod."; the network's own do not."""
+    while isinstance(model, DDP) or hasattr(model, "_orig_mod"):
+        model = model.module if isinstance(model, DDP) else model._orig_mod
+    return model
+
+
 def get_batch(ids: torch.Tensor, batch_size: int, seq_len: int, generator: torch.Generator):
-    """`batch_size` random windows of `seq_len` tokens from a 1-D token stream, on the CPU."""
+    """`batch_size` random windows of `seq_len` tokens from a 1-D stream of ids (a tensor, or
+    the TokenStream of a split's shards), on the CPU."""
     if len(ids) < seq_len:
         raise ValueError(
             f"the text has {len(ids)} tokens but one training sequence needs seq_len = {seq_len}: "
@@ -671,14 +726,17 @@ def save_checkpoint(
     step=0,
     optimizer=None,
     scaler=None,
-    generator=None,
+    rng=None,
     metrics=None,
     settings=None,
     corpus_sha256="",
     ema=None,
 ):
-    """Write everything needed to sample from or resume a run, atomically."""
-    model = getattr(model, "_orig_mod", model)  # torch.compile wraps the model; save the inside
+    """Write everything needed to sample from or resume a run, atomically.
+
+    rng: random_states(generators), the states of every process's generators (section 6).
+    """
+    model = unwrapped(model)  # not DDP's or torch.compile's wrapper: keys without prefixes
     checkpoint = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -690,10 +748,7 @@ def save_checkpoint(
         "step": step,
         "optimizer": optimizer.state_dict() if optimizer else None,
         "scaler": scaler.state_dict() if scaler else None,
-        "rng": {
-            "generator": generator.get_state() if generator else None,
-            "torch": torch.get_rng_state(),
-        },
+        "rng": rng or {"generators": [], "torch": [torch.get_rng_state()]},
         "metrics": metrics or {},
         "settings": settings or {},
         "corpus_sha256": corpus_sha256,
@@ -819,11 +874,15 @@ def estimate_loss(
 
 
 def loss_on_batch(model, x0, generator):
-    """The training loss on clean windows x0 (B, L): mask them at stratified times for MDLM."""
-    if model.config.causal:
+    """The training loss on clean windows x0 (B, L): mask them at stratified times for MDLM.
+
+    `model` may be wrapped (DDP, torch.compile): the call goes through the wrapper, the config
+    comes from the network inside."""
+    config = unwrapped(model).config
+    if config.causal:
         return ar_loss(model(x0), x0)
     t = sample_times(len(x0), generator).to(x0.device)  # (B,)
-    z_t, is_masked = mask_tokens(x0, t, model.config.mask_id, generator)
+    z_t, is_masked = mask_tokens(x0, t, config.mask_id, generator)
     return mdlm_loss(model(z_t, t), x0, is_masked, t)
 
 
@@ -1102,4 +1161,100 @@ def final_figures(
     return figures
 
 
-SOURCE_SHA256 = "9cd63cff24a94ee6bdc8b58ed7853f31f9bd5de39cceb3e9782737adeb59ec6c"
+def micro_batch_generators(seed: int, grad_accum: int, rank=0, world_size=1):
+    """This process's random generators: one for each micro-batch of a step that it computes.
+
+    A step is grad_accum micro-batches, shared out evenly: rank r computes micro-batches
+    r k to r k + k - 1, with k = grad_accum / world_size. Micro-batch j draws from a generator
+    seeded seed + 10,000 j, whichever process computes it; j = 0 gets the seed itself, as the
+    notebook's one generator always did. seed 1337, grad_accum 2: one process gets the seeds
+    [1337, 11337]; of two processes, rank 0 gets [1337] and rank 1 [11337].
+    """
+    if grad_accum % world_size:
+        raise ValueError(
+            f"GRAD_ACCUM = {grad_accum} micro-batches cannot be shared out evenly over "
+            f"{world_size} processes: make it a multiple of {world_size} (and lower BATCH_SIZE "
+            "to keep the batch)"
+        )
+    share = grad_accum // world_size
+    seeds = [seed + 10_000 * j for j in range(rank * share, (rank + 1) * share)]
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+def no_sync_unless(last: bool, model: nn.Module):
+    """DDP averages the gradients over all processes in every backward pass: skip that
+    (model.no_sync()) on all but the last micro-step of a step, so that each process adds up its
+    own micro-batches first and the processes exchange gradients once per step. Without DDP:
+    nothing to skip."""
+    return nullcontext() if last or not isinstance(model, DDP) else model.no_sync()
+
+
+def mean_over_processes(value: float, device) -> float:
+    """The mean of a number over all processes, for each of them: the loss of the whole batch."""
+    if not dist.is_initialized():
+        return value
+    total = torch.tensor([value], dtype=torch.float64, device=float64_device(device))
+    dist.all_reduce(total)  # a sum: gloo has no average
+    return total.item() / dist.get_world_size()
+
+
+def random_states(generators) -> dict:
+    """Every random state a resumed run needs: the generators of all the processes, micro-batch
+    by micro-batch, and each process's torch state. Every process calls it (it gathers the
+    states of all); rank 0 saves them."""
+    mine = {"generators": [g.get_state() for g in generators], "torch": [torch.get_rng_state()]}
+    if not dist.is_initialized():
+        return mine
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)  # rank order is micro-batch order
+    return {key: [state for states in everyone for state in states[key]] for key in mine}
+
+
+def restore_random_states(rng: dict, generators, rank=0, world_size=1) -> None:
+    """Set this process's generators, and its torch state, from a checkpoint's rng."""
+    saved = rng["generators"] if "generators" in rng else [rng["generator"]]  # before DDP
+    share = len(generators)
+    if len(saved) != share * world_size:
+        raise CheckpointError(
+            f"the checkpoint has {len(saved)} micro-batches a step, this run {share * world_size}"
+            ": resume with the GRAD_ACCUM it was trained with"
+        )
+    for generator, state in zip(generators, saved[rank * share : (rank + 1) * share]):
+        generator.set_state(state)
+    states = rng["torch"] if isinstance(rng["torch"], list) else [rng["torch"]]
+    # on another number of processes, rank 0's: training draws nothing from it (no dropout)
+    torch.set_rng_state(states[rank] if len(states) == world_size else states[0])
+
+
+def end_processes(rank: int) -> None:
+    """After the last step under torchrun: wait for rank 0's last checkpoint, leave the process
+    group, and end every process but rank 0, which goes on alone to the final figures. Without
+    torchrun: nothing."""
+    if not dist.is_initialized():
+        return
+    dist.barrier()
+    dist.destroy_process_group()
+    if rank > 0:
+        sys.exit(0)
+
+
+class LivePlot:
+    """The training curve, drawn again after every evaluation: written to `path` (train.py's
+    only view of it), and in Jupyter also shown, in place of the previous drawing."""
+
+    def __init__(self, path):
+        self.path, self.handle = path, None
+
+    def show(self, figure) -> None:
+        figure.savefig(self.path, dpi=100)
+        if "ipykernel" not in sys.modules:  # a script: the file is the plot
+            return
+        from IPython.display import display
+
+        if self.handle is None:
+            self.handle = display(figure, display_id=True)
+        else:
+            self.handle.update(figure)
+
+
+SOURCE_SHA256 = "914e5684a7f1932cab8cb3f2983747c764df96d8ea9f790b6c3699fe23d542b7"

@@ -1,8 +1,8 @@
 """tools/gpu_run.py: its plan worked out by hand, its deadlines, and the whole run, dry.
 
 The dry run does everything the GPU run does (speed, four training runs at once, the gpu tests,
-sampling, the packed outputs) at smoke sizes on this machine, so the script cannot rot before a
-GPU is at hand.
+train.py under torchrun, sampling, the packed outputs) at smoke sizes on this machine, so the
+script cannot rot before a GPU is at hand.
 """
 
 import hashlib
@@ -67,6 +67,8 @@ def test_the_dry_run_does_every_phase(tmp_path):
         assert run["steps"] == 6 and run["val_bpb"] > 0, name
     assert summary["train"]["ship_mdlm"]["params"] < summary["train"]["full_mdlm"]["params"]
     assert summary["gpu_tests"]["exit"] == 0
+    ddp = summary["ddp"]  # train.py under torchrun, one process
+    assert ddp["exit"] == 0 and ddp["processes"] == 1 and ddp["steps"] == 6, ddp["tail"]
     assert summary["sampling"]["exit"] == 0 and summary["sampling"]["metrics"]["masks_left"] == 0
 
     files = sorted(out.iterdir())

@@ -283,8 +283,9 @@ def save(path, model, tokenizer, **extra):
 def test_checkpoint_round_trip(tmp_path, tokenizer):
     model = active_model()
     optimizer = torch.optim.AdamW(model.parameters())
-    generator = torch.Generator().manual_seed(7)
-    save(tmp_path / "ckpt.pt", model, tokenizer, step=5, optimizer=optimizer, generator=generator)
+    generators = M.micro_batch_generators(7, grad_accum=2)
+    rng = M.random_states(generators)
+    save(tmp_path / "ckpt.pt", model, tokenizer, step=5, optimizer=optimizer, rng=rng)
     loaded, loaded_tokenizer, checkpoint = M.load_model(tmp_path / "ckpt.pt")
     assert checkpoint["step"] == 5 and checkpoint["model_config"] == asdict(model.config)
     idx = torch.randint(MASK, (2, 16))
@@ -293,9 +294,62 @@ def test_checkpoint_round_trip(tmp_path, tokenizer):
         model(idx, torch.rand(2, generator=torch.Generator().manual_seed(0))),
     )
     assert loaded_tokenizer.to_json() == tokenizer.to_json()
-    restored = torch.Generator()
-    restored.set_state(checkpoint["rng"]["generator"])
+    restored = M.micro_batch_generators(0, grad_accum=2)
+    M.restore_random_states(checkpoint["rng"], restored)
+    for before, after in zip(generators, restored, strict=True):
+        assert torch.equal(torch.rand(3, generator=after), torch.rand(3, generator=before))
+
+
+def test_micro_batch_generators_worked_out_by_hand():
+    def first_draw(generators):
+        return [torch.rand(1, generator=g).item() for g in generators]
+
+    seeded = first_draw([torch.Generator().manual_seed(seed) for seed in (1337, 11337)])
+    assert first_draw(M.micro_batch_generators(1337, 2)) == seeded  # the docstring's example
+    halves = [M.micro_batch_generators(1337, 2, rank, world_size=2) for rank in (0, 1)]
+    assert [first_draw(h) for h in halves] == [seeded[:1], seeded[1:]]
+    with pytest.raises(ValueError, match="multiple of 2"):
+        M.micro_batch_generators(1337, 3, world_size=2)
+
+
+def test_a_checkpoint_from_before_ddp_resumes(tmp_path):
+    generator = torch.Generator().manual_seed(3)
+    older = {"generator": generator.get_state(), "torch": torch.get_rng_state()}
+    (restored,) = M.micro_batch_generators(0, 1)
+    M.restore_random_states(older, [restored])
     assert torch.equal(torch.rand(3, generator=restored), torch.rand(3, generator=generator))
+    with pytest.raises(M.CheckpointError, match="GRAD_ACCUM it was trained with"):
+        M.restore_random_states(older, M.micro_batch_generators(0, 2))
+
+
+def test_in_one_process_the_ddp_helpers_change_nothing(monkeypatch):
+    for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(name, raising=False)
+    assert M.start_processes(torch.device("cpu")) == (0, 1, torch.device("cpu"))
+    with M.main_process_first():
+        ran = True
+    assert ran and M.mean_over_processes(2.5, "cpu") == 2.5
+    model = active_model()
+    assert isinstance(M.no_sync_unless(False, model), type(M.nullcontext()))
+    assert M.end_processes(0) is None
+
+
+def test_ddp_and_compiled_models_are_saved_without_their_prefixes(tmp_path, tokenizer):
+    import torch.distributed as dist
+
+    model = active_model()
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        wrapped = M.DDP(torch.compile(model))  # as train.py wraps them, with COMPILE = True
+        assert M.unwrapped(wrapped) is model
+        assert all(k.startswith("module._orig_mod.") for k in wrapped.state_dict())
+        save(tmp_path / "ckpt.pt", wrapped, tokenizer)  # never called: nothing is compiled
+        x0 = torch.randint(MASK, (2, 16))  # the loss reads the config through the wrapper
+        assert M.loss_on_batch(M.DDP(model), x0, torch.Generator()) > 0
+    finally:
+        dist.destroy_process_group()
+    saved = torch.load(tmp_path / "ckpt.pt", weights_only=True)["model"]
+    assert saved.keys() == model.state_dict().keys()
 
 
 def test_compiled_prefix_is_stripped(tmp_path, tokenizer):

@@ -1,14 +1,18 @@
-"""The generated modules match their notebooks, and the exporter itself behaves."""
+"""The generated modules and train.py match their notebooks, and the exporter itself behaves."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
+from conftest import ROOT
 
 from tools import nbexport
 
 
 @pytest.mark.parametrize("notebook", sorted(nbexport.MODULE_FOR))
-def test_committed_module_matches_notebook(notebook):
+def test_committed_module_and_script_match_notebook(notebook):
     assert nbexport.drift(notebook) is None, nbexport.drift(notebook)
 
 
@@ -87,3 +91,77 @@ def test_kernel_exporter_replaces_an_edited_cell_by_its_id_and_skips_failures():
     assert list(exporter.cells.values()) == [
         nbexport.clean_cell("#| export\ndef a():\n    return 2")
     ]
+
+
+def test_train_cells_become_a_script_that_imports_what_they_use(tmp_path):
+    notebook = tmp_path / "train_model.ipynb"
+    (tmp_path / "helpers.py").write_text("def triple(x):\n    return 3 * x\n")
+    write_notebook(
+        notebook,
+        [
+            '#| train\nN = 2  # the parameters cell\nNAME = "a"\n',
+            "#| export\nimport json as js\nfrom helpers import triple\n\n\ndef double(x):\n"
+            "    return 2 * x\n\n\nX, UNUSED = 3, 4\n",
+            "print('notebook only')",
+            "#| train\nimport sys\n\nprint(js.dumps([double(N), triple(X), NAME]))",
+            "#| train\nprint(len(sys.argv))",
+        ],
+    )
+    nbexport.export(notebook)
+    script = (tmp_path / "train.py").read_text()
+    assert script.startswith('"""Generated from train_model.ipynb: edit the notebook')
+    assert (
+        "import json as js\nimport sys\n\nfrom helpers import triple\nfrom mdlm_model import (\n"
+        in script
+    )
+    assert "    X,\n    double,\n)\nfrom tools.nbexport import command_line_parameters" in script
+    assert "UNUSED" not in script and "notebook only" not in script
+    # one blank line after the imports of a cell, two between other cells (ruff's layout)
+    assert "import sys\n\nprint(js.dumps(" in script and "NAME]))\n\n\nprint(len" in script
+    assert nbexport.drift(notebook) is None
+    result = subprocess.run(
+        [sys.executable, "train.py", "--N=5", "--NAME=7"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.split("\n")[:2] == ['[10, 9, "7"]', "3"], result.stderr
+
+
+def test_the_first_train_cell_must_be_the_parameters_cell(tmp_path):
+    notebook = tmp_path / "train_model.ipynb"
+    write_notebook(notebook, ["#| train\nimport torch\n", "#| train\nN = 1\n"])
+    with pytest.raises(ValueError, match="must be the parameters cell"):
+        nbexport.export(notebook)
+
+
+DEFAULTS = {"BATCH_SIZE": None, "DATA": "gutenberg", "RESUME": False, "LEARNING_RATE": 1e-3}
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--BATCH_SIZE=8", "--DATA=12"], {"BATCH_SIZE": 8, "DATA": "12"}),  # the docstring's
+        (["--RESUME=True", "--LEARNING_RATE=3e-4"], {"RESUME": True, "LEARNING_RATE": 3e-4}),
+        (["--BATCH_SIZE=None", "--DATA="], {"BATCH_SIZE": None, "DATA": ""}),
+        (["--DATA=my books/a=b.txt"], {"DATA": "my books/a=b.txt"}),  # the first = splits
+        (["--BATCH_SIZE=eight"], {"BATCH_SIZE": "eight"}),  # no literal: text, as papermill
+        ([], {}),
+    ],
+)
+def test_command_line_parameters_worked_out_by_hand(argv, expected):
+    assert nbexport.command_line_parameters(argv, DEFAULTS) == expected
+
+
+@pytest.mark.parametrize("argument", ["BATCH_SIZE=8", "--BATCH_SIZE", "-BATCH_SIZE=8", "--SIZE=8"])
+def test_command_line_parameters_refuse_what_is_not_a_parameter(argument):
+    with pytest.raises(SystemExit, match="BATCH_SIZE, DATA, RESUME, LEARNING_RATE"):
+        nbexport.command_line_parameters([argument], DEFAULTS)
+
+
+def test_names_are_ordered_as_isort_orders_them():
+    names = ["load_model", "F", "EMA", "RUN_MODES", "CheckpointError", "dist"]
+    assert sorted(names, key=nbexport.isort_order) == [
+        "EMA", "RUN_MODES", "CheckpointError", "F", "dist", "load_model"
+    ]  # fmt: skip

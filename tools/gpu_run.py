@@ -14,7 +14,9 @@ Everything ends within --budget seconds (default 480, for a machine lent for 15 
    and its twin at full size, and at the shippable size (SHIP: about 10M parameters, under
    25 MB in fp16). Their steps come from the speeds of phase 1 (plan_steps), so that the
    full-size pair ends near the budget and the shippable pair early enough to be sampled.
-   The `gpu` tests (tests/test_gpu.py) run beside them.
+   The `gpu` tests (tests/test_gpu.py) run beside them, and so does train.py under torchrun
+   with one process (DDP over NCCL, compiled, two micro-batches a step, at the smoke size):
+   the multi-GPU path, checked on the one GPU there is.
 3. sampling: sampling.ipynb in full mode on the shippable MDLM, judged by its twin.
 4. outputs in --out, none over 16 MiB: summary.json (every figure), runs.tar.gz (executed
    notebooks, metrics, logs, figures), and the shippable pair in fp16 as ship.tar, cut into
@@ -213,6 +215,17 @@ def training_runs(args, sizes) -> dict:
     }
 
 
+def ddp_command(args, out_dir) -> list[str]:
+    """train.py under torchrun, one process: the path of a multi-GPU run (NCCL on a GPU, gloo in
+    the dry run), with GRAD_ACCUM 2 so that no_sync is used, at the smoke size."""
+    parameters = {"RUN_MODE": "smoke", "DATA": args.data, "GRAD_ACCUM": 2, "BATCH_SIZE": 4}
+    parameters.update(COMPILE=not args.dry_run, OUT_DIR=out_dir)
+    if args.dry_run:
+        parameters.update(MAX_STEPS=6, EVAL_EVERY=3)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
+    return command + ["train.py"] + [f"--{name}={value}" for name, value in parameters.items()]
+
+
 def papermill_command(notebook, executed, parameters):
     command = [sys.executable, "-m", "papermill", notebook, str(executed), "--cwd", str(ROOT)]
     for name, value in parameters.items():
@@ -365,6 +378,8 @@ def main(argv=None) -> int:
         deadline = finish_full if size_key == "full" else finish_ship
         runs.start(name, command, work / f"{name}.log", deadline)
     summary["train"] = planned
+    ddp_out = work / "checkpoints" / "ddp_one_process"
+    runs.start("ddp", ddp_command(args, ddp_out), work / "ddp.log", finish_ship)
     test_command = [sys.executable, "-m", "pytest", "-q", "-rs", "tests/test_gpu.py"]
     test_env = {}
     if args.tests_on_cpu:
@@ -382,6 +397,9 @@ def main(argv=None) -> int:
     for name in ("ship_mdlm", "ship_ar"):
         summary["train"][name].update(runs.wait(name))
         summary["train"][name].update(summarize_run(run_metrics(work / "checkpoints" / name)))
+    summary["ddp"] = {**runs.wait("ddp"), **summarize_run(run_metrics(ddp_out))}
+    summary["ddp"]["processes"] = run_metrics(ddp_out).get("processes")
+    summary["ddp"]["tail"] = tail(work / "ddp.log", 15)
     write_summary(args.out, summary)
     sampling_out = work / "sampling"
     parameters = {

@@ -46,7 +46,7 @@ def ship(source: Path, target: Path) -> int:
     checkpoint["model"] = {k: v.half() for k, v in checkpoint["model"].items()}
     for key in ("optimizer", "scaler"):
         checkpoint[key] = None
-    checkpoint["rng"] = {"generator": None, "torch": None}
+    checkpoint["rng"] = {"generators": [], "torch": []}
     checkpoint["metrics"]["shipped_from"] = str(source)
     return save(checkpoint, target)
 
