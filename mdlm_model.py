@@ -32,14 +32,19 @@ except ImportError:  # Windows has no fcntl: there OUT_DIR is not locked
 SOURCE_SHA256 = None  # the version of this code: set when mdlm_model.py is written (section 6)
 
 
-# The run modes: smoke (CI, seconds), quick (a CPU, minutes), full (a GPU). Every size a
-# notebook parameter leaves at None comes from here.
+# The run modes: smoke (CI, seconds), first (a first real run: three minutes of training on a
+# laptop's CPU), quick (a CPU, about twenty minutes), full (a GPU). Every size a notebook
+# parameter leaves at None comes from here.
 # fmt: off
 RUN_MODES = {
     "smoke": dict(vocab_size=384, seq_len=64, n_layer=2, n_head=2, d_model=64, batch_size=8,
                   grad_accum=1, max_steps=40, learning_rate=3e-3, eval_every=20,
                   max_chars=200_000, eval_windows=16, eval_times=4, final_windows=16,
                   order_windows=4, final_times=4),
+    "first": dict(vocab_size=512, seq_len=64, n_layer=4, n_head=4, d_model=128, batch_size=32,
+                  grad_accum=1, max_steps=1000, learning_rate=2e-3, eval_every=100,
+                  max_chars=None, eval_windows=32, eval_times=4, final_windows=128,
+                  order_windows=16, final_times=16),
     "quick": dict(vocab_size=3072, seq_len=128, n_layer=4, n_head=4, d_model=128, batch_size=16,
                   grad_accum=1, max_steps=3304, learning_rate=1e-3, eval_every=250,
                   max_chars=None, eval_windows=64, eval_times=8, final_windows=512,
@@ -1257,4 +1262,4 @@ class LivePlot:
             self.handle.update(figure)
 
 
-SOURCE_SHA256 = "914e5684a7f1932cab8cb3f2983747c764df96d8ea9f790b6c3699fe23d542b7"
+SOURCE_SHA256 = "f62171f076337797241eed75f7e32ce20ea9a93f3e2c1f403e2d6d06d8914e5d"

@@ -57,7 +57,7 @@ from mdlm_model import (
 )
 from tools.nbexport import command_line_parameters
 
-RUN_MODE = "auto"  # "smoke", "quick", "full"; "auto" is full on a CUDA GPU, quick elsewhere
+RUN_MODE = "auto"  # "smoke", "first", "quick", "full"; "auto": full on a CUDA GPU, else quick
 DATA = "gutenberg"  # a corpus name ("gutenberg", "shakespeare") or a .txt file or folder of .txt
 OUT_DIR = ""  # checkpoint and metrics.json go here; "" is checkpoints/<objective>_<mode>_<data>
 DEVICE = "auto"  # "auto" tries cuda, then mps, then cpu
