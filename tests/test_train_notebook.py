@@ -203,3 +203,23 @@ def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path)
         first.wait()
     assert f"is in use by process {first.pid} (the first run, since " in output
     assert not (run / "metrics.json").exists() and not (run / "ckpt.pt").exists()
+
+
+def test_the_first_run_mode_runs_at_smoke_size(tmp_path):
+    """RUN_MODE first with all its own settings but a handful of steps, so they cannot rot:
+    its evaluation, final figures and first look all run on its sizes."""
+    run_notebook(
+        "train_model.ipynb",
+        tmp_path,
+        RUN_MODE="first",
+        DATA=SMOKE_DATA,
+        MAX_STEPS=4,
+        EVAL_EVERY=2,
+        OUT_DIR=tmp_path,
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    first = M.RUN_MODES["first"]
+    assert metrics["mode"] == "first" and metrics["steps"] == 4
+    expected = {**first, "max_steps": 4, "eval_every": 2}
+    assert {key: metrics["settings"][key] for key in expected} == expected
+    assert "final" in metrics and metrics["final"]["nelbo"][1] > 0  # with its standard error
