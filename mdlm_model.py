@@ -41,9 +41,9 @@ RUN_MODES = {
                   grad_accum=1, max_steps=40, learning_rate=3e-3, eval_every=20,
                   max_chars=200_000, eval_windows=16, eval_times=4, final_windows=16,
                   order_windows=4, final_times=4),
-    "first": dict(vocab_size=512, seq_len=64, n_layer=4, n_head=4, d_model=128, batch_size=32,
-                  grad_accum=1, max_steps=1000, learning_rate=2e-3, eval_every=100,
-                  max_chars=None, eval_windows=32, eval_times=4, final_windows=128,
+    "first": dict(vocab_size=1024, seq_len=64, n_layer=2, n_head=4, d_model=128, batch_size=32,
+                  grad_accum=1, max_steps=3000, learning_rate=2e-3, eval_every=300,
+                  max_chars=None, eval_windows=32, eval_times=4, final_windows=256,
                   order_windows=16, final_times=16),
     "quick": dict(vocab_size=3072, seq_len=128, n_layer=4, n_head=4, d_model=128, batch_size=16,
                   grad_accum=1, max_steps=3304, learning_rate=1e-3, eval_every=250,
@@ -1262,4 +1262,4 @@ class LivePlot:
             self.handle.update(figure)
 
 
-SOURCE_SHA256 = "f62171f076337797241eed75f7e32ce20ea9a93f3e2c1f403e2d6d06d8914e5d"
+SOURCE_SHA256 = "88ebc790938dd654871b252afdda263904f953575274261cd9f6eba47c71a243"

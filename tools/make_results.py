@@ -693,6 +693,42 @@ def longer_section(runs: list, defaults) -> list[str]:
     return section("Longer runs", "longer, longer_gutenberg", reading, table(header, rows, 3))
 
 
+def first_section(runs: list, tried: list, defaults) -> list[str]:
+    """RUN_MODE first: the committed run, and the settings tried at equal training time."""
+    chosen = [(name, run) for name, run in runs if run["mode"] == "first"]
+    if not chosen and not tried:
+        return []
+    rows = []
+    for name, run in chosen + tried:
+        changes = recipe(run, defaults) or "the defaults"
+        value, error = held_out(run)
+        rows.append(
+            [
+                f"`{name}`",
+                changes,
+                f"{run['steps']:,}",
+                duration(run["wall_s"]),
+                shown(value, error, bound=True),
+                f"{run['unigram_bpb']:.3f}",
+            ]
+        )
+    lines = table(
+        ["run", "settings", "steps", "training time", "held-out bits/byte", "unigram"], rows, 2
+    )
+    for name, run in chosen:
+        if run.get("samples"):
+            sample = run["samples"][0].strip().replace("\n", " / ")
+            lines += ["", f"The first sample of `{name}`, line ends shown as /:", "", f"> {sample}"]
+    reading = (
+        '`RUN_MODE = "first"` on Tiny Shakespeare: the best held-out figure found for about '
+        "three minutes of training on 2 CPU cores. Each setting was tried once, with the steps "
+        "that take the same training time (`bench/bench_settings.py --mode first` timed their "
+        "steps side by side), so the choice is the best figure seen, not a verdict. Settings are "
+        "written as they differ from the mode's. " + machines(run for _, run in chosen + tried)
+    )
+    return section("A first run in three minutes", "", reading, lines)
+
+
 def shakespeare_section(runs: list, defaults) -> list[str]:
     groups = quick_defaults(runs, SHAKESPEARE, defaults)
     if not groups:
@@ -944,6 +980,7 @@ def render_results(root: Path) -> str:
     """The whole of RESULTS.md."""
     training, sampling = load_results(root / "results")
     stopped, _ = load_results(root / "results" / "stopped")
+    tried, _ = load_results(root / "results" / "first_tried")
     defaults = mode_defaults(root / "train_model.ipynb")
     lines = [
         "# Results",
@@ -959,6 +996,7 @@ def render_results(root: Path) -> str:
     ]
     if not training and not sampling:
         lines += ["", "No results are committed yet: `bash tools/real_runs.sh` makes them."]
+    lines += first_section(training, tried, defaults)
     lines += quick_pair_section(training, defaults)
     lines += conditioning_section(training, defaults)
     lines += settings_section(training, stopped, defaults)
