@@ -886,6 +886,67 @@ def benchmark_lines(reports_dir: Path) -> list[str]:
     return lines
 
 
+def distributed_section(folder: Path) -> list[str]:
+    """bench/bench_shards.py's and bench/bench_ddp.py's reports: shards and processes."""
+    shards, ddp = folder / "cpu_2core_shards.json", folder / "cpu_2core_ddp.json"
+    lines = []
+
+    def spread(figure, scale=1.0, form=".1f"):
+        low, high = figure["low"] * scale, figure["high"] * scale
+        return (
+            f"{figure['median'] * scale:{form}} ({low:{form}} to {high:{form}}, n = {figure['n']})"
+        )
+
+    if shards.exists():
+        report = json.loads(shards.read_text(encoding="utf-8"))
+        encoding = report["encoding"]
+        rows = [
+            [f"{processes} process{'es' if processes != '1' else ''}", spread(figure)]
+            for processes, figure in encoding["megabytes_per_s"].items()
+        ]
+        lines += [
+            f"`python {report['command']}` (load average {report['load_average']:.1f}): "
+            f"encoding {encoding['megabytes']:.2f} MB into {encoding['tokens']:,} token ids, "
+            "median and range over the rounds:",
+            "",
+            *table(["encoding", "MB/s"], rows),
+            "",
+        ]
+        training = report["training"]
+        rows = [
+            [name, spread(training["step_seconds"][name], 1000), spread(figure, 1e6, ".0f")]
+            for name, figure in training["get_batch_seconds"].items()
+        ]
+        lines += table(["tokens from", "a training step (ms)", "get_batch alone (µs)"], rows)
+    if ddp.exists():
+        report = json.loads(ddp.read_text(encoding="utf-8"))
+        rows = [
+            [
+                row["name"],
+                f"{row['median_s'] * 1000:.0f} ({row['low_s'] * 1000:.0f} to "
+                f"{row['high_s'] * 1000:.0f}, n = {row['n']})",
+                str(row["threads"]),
+            ]
+            for row in report["rows"]
+        ]
+        lines += [
+            "",
+            f"`python {report['command']}`: a step of {report['tokens_per_step']:,} tokens, the "
+            "same global batch in every row:",
+            "",
+            *table(["processes", "a step (ms)", "threads a process"], rows),
+        ]
+    if not lines:
+        return []
+    reading = (
+        "Token shards on disk, and the training loop under torchrun with two gloo processes, "
+        "measured side by side on this project's 2-core CPU with nothing else running. On 2 "
+        "cores two processes should be no faster than one: they split the same arithmetic and "
+        "add an all-reduce of every gradient. Their medians differ by less than the spreads."
+    )
+    return section("Beyond one GPU", "", reading, lines)
+
+
 PEERS = [  # (model, data, held-out figure, source): other projects' numbers, with their source
     (
         "nanoGPT, character-level, 6 layers of 384",
@@ -1003,6 +1064,7 @@ def render_results(root: Path) -> str:
     lines += longer_section(training, defaults)
     lines += shakespeare_section(training, defaults)
     lines += sampling_section(sampling)
+    lines += distributed_section(root / "bench" / "reports" / "distributed")
     lines += peers_section()
     lines += removed_section()
     if training:
