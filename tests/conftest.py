@@ -128,3 +128,16 @@ def tiny_model(
         causal=causal,
     )
     return Transformer(config).eval()
+
+
+def hold_out_dir(folder, seconds=300) -> subprocess.Popen:
+    """Another process that claims `folder` as a training run would (the lock of
+    train_model.ipynb's section 1) and holds it: returned once it does. Kill it when done."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time, mdlm_model as M; "
+         "M.claim_out_dir(sys.argv[1], run_name='the first run'); print('held', flush=True); "
+         f"time.sleep({seconds})", str(folder)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "held"
+    return holder

@@ -5,12 +5,10 @@ import ast
 import json
 import math
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import ROOT
+from conftest import ROOT, hold_out_dir
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -320,14 +318,8 @@ def test_a_file_is_no_out_dir(tmp_path):
 
 @pytest.mark.skipif(M.fcntl is None, reason="no fcntl (Windows): OUT_DIR is not locked there")
 def test_a_folder_another_process_trains_into_is_refused_naming_it(tmp_path):
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, mdlm_model as M; "
-         "M.claim_out_dir(sys.argv[1], run_name='the first run'); print('held', flush=True); "
-         "time.sleep(120)", str(tmp_path)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    holder = hold_out_dir(tmp_path, seconds=120)
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(M.OutDirError) as refused:
             M.claim_out_dir(tmp_path, run_name="the second run")
         assert f"is in use by process {holder.pid} (the first run, since " in str(refused.value)

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from conftest import ROOT, SMOKE_DATA, SMOKE_EMA_DECAY, run_notebook
+from conftest import ROOT, SMOKE_DATA, SMOKE_EMA_DECAY, hold_out_dir, run_notebook
 
 import mdlm_model as M
 
@@ -188,14 +188,8 @@ def test_a_second_run_into_a_folder_in_use_is_refused_naming_the_first(tmp_path)
     """The lock is what train_model.ipynb takes in section 1: here a process holds it as a run
     would, so that the second run surely starts while the first holds the folder."""
     run = tmp_path / "run"
-    first = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time, mdlm_model as M; "
-         "M.claim_out_dir(sys.argv[1], run_name='the first run'); print('held', flush=True); "
-         "time.sleep(300)", str(run)],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    first = hold_out_dir(run)
     try:
-        assert first.stdout.readline().strip() == "held"
         output = failed_run(tmp_path, DATA=SMOKE_DATA, OUT_DIR=run, SEED=1338)
         assert (run / "train.lock").read_text().startswith(f"process {first.pid} (the first run")
     finally:
