@@ -116,3 +116,30 @@ def test_quick_mode_on_target_compares_with_runs_of_the_same_settings_only(tmp_p
     write(mine, run(2.40, batch_size=32))
     outcome = check.exercise_5()
     assert outcome.status == check.FAIL and "batch_size" in outcome.what
+
+
+def conditional_bound(model, windows, *, start, end, num_times=8, seed=0):
+    """Exercise 9 done right: only the middle is ever masked, the network is told the fraction
+    of its window masked, and the weighted cross-entropy is divided by the middle's length."""
+    W, L = windows.shape
+    n = end - start
+    generator = torch.Generator().manual_seed(seed)
+    total = torch.zeros(W, dtype=torch.float64)
+    for k in range(num_times):
+        t = (k + 0.5) / num_times
+        masked = torch.zeros(W, L, dtype=torch.bool)
+        masked[:, start:end] = torch.rand(W, n, generator=generator) < t
+        z = windows.masked_fill(masked, model.config.mask_id)
+        with torch.no_grad():
+            logits = model(z, torch.full((W,), t * n / L))  # (W, L, V)
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), windows, reduction="none")
+        total += (nll * masked).sum(1).double() / t
+    return total / num_times / n
+
+
+def test_infilling_scored_right_passes(monkeypatch):
+    if check.trained_mdlm() is None:
+        pytest.skip("no trained MDLM whose held-out text is on this machine")
+    monkeypatch.setattr(check.solutions, "conditional_bound", conditional_bound)
+    outcome = check.exercise_9()
+    assert outcome.status == check.PASS, outcome.what
