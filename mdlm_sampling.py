@@ -214,8 +214,12 @@ def token_distribution(logits, temperature=1.0, top_k=None, top_p=None):
 def check_knobs(temperature, top_k, top_p):
     """Refuse knobs that token_distribution cannot use; every sampler calls this first."""
     for failed, message in [
-        (temperature < 0, f"temperature must be >= 0 (0 is greedy), not {temperature}"),
-        (top_k is not None and top_k < 1, f"top_k must be None or >= 1, not {top_k}"),
+        # written as "not ok", so that NaN, which fails every comparison, is refused too
+        (not temperature >= 0, f"temperature must be >= 0 (0 is greedy), not {temperature}"),
+        (
+            top_k is not None and not (top_k >= 1 and float(top_k).is_integer()),
+            f"top_k must be None or a whole number >= 1, not {top_k}",
+        ),
         (top_p is not None and not 0 < top_p <= 1, f"top_p must be None or in (0, 1], not {top_p}"),
     ]:
         if failed:
@@ -796,4 +800,4 @@ def ngram_sample(ids, n, *, num_samples, length, seed=0):
     return text[:, :length]
 
 
-SOURCE_SHA256 = "b518f1e4dbfa9e85411f38adcc9bdefdfdbea1c46960a134148621e443a4008b"
+SOURCE_SHA256 = "1362fabf7b876d57425e0d9508f856f9175fa0a70cc09381543ca18b2cf5051b"

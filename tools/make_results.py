@@ -478,7 +478,11 @@ def pairing_rows(groups: dict, compact: bool = False) -> list[list[str]]:
 
 def pairing_table(groups: dict) -> list[str]:
     header = ["pairing", "MDLM", "twin", "MDLM over the twin; 95% interval of the difference"]
-    return table(header, pairing_rows(groups), right=1)
+    lines = table(header, pairing_rows(groups), right=1)
+    if "ar_const" in groups and "ar" in groups:  # the two twins: one objective, paired by seed
+        verdict = compare(groups["ar_const"].figures(), groups["ar"].figures(), paired=True)
+        lines += ["", f"The two twins, gated over plain, paired by seed: {verdict_text(verdict)}."]
+    return lines
 
 
 CONDITIONING = [  # (kind, what it is), against t fed
