@@ -152,7 +152,10 @@ def test_settings_accepted_train_a_step_and_refused_ones_name_a_knob_that_was_se
         ({"TIME_CONDITIONING": "false"}, "TIME_CONDITIONING = 'false': must be True or False"),
         ({"DATA": 5}, "DATA = 5: must be a string"),
         ({"DATA": ""}, "DATA = '': must name a corpus"),
-        ({"RUN_MODE": "fast"}, "RUN_MODE = 'fast': must be 'auto' or one of ['smoke', 'first', 'quick'"),
+        (
+            {"RUN_MODE": "fast"},
+            "RUN_MODE = 'fast': must be 'auto' or one of ['smoke', 'first', 'quick', 'full']",
+        ),
         ({"OBJECTIVE": "gpt"}, "OBJECTIVE = 'gpt': must be 'mdlm' (masked diffusion) or 'ar'"),
         ({"TEXT_ERRORS": "ignore"}, "TEXT_ERRORS = 'ignore': must be 'strict'"),
         (
